@@ -1,0 +1,15 @@
+from pathlib import Path
+
+from basket.app import create_app
+from basket.settings import BasketSettings
+from shared.runtime import main
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def run() -> None:
+    main(BasketSettings, create_app, MIGRATIONS)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Gateway: the only public HTTP surface; routes /api/v1 to the owning service."""

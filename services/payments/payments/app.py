@@ -1,0 +1,18 @@
+from aiohttp import web
+
+from payments.settings import PaymentsSettings
+from shared import http, runtime
+
+
+def create_app(settings: PaymentsSettings) -> web.Application:
+    app = web.Application(middlewares=[runtime.access_log_middleware, *http.standard_middlewares()])
+    app[runtime.SETTINGS] = settings
+    app.cleanup_ctx.extend(
+        [
+            runtime.database(settings),
+            runtime.broker(settings),
+            runtime.outbox_relay(settings),
+        ]
+    )
+    runtime.add_health_routes(app)
+    return app

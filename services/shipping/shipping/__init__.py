@@ -1,0 +1,1 @@
+"""Shipping service: zones, methods, prices and the rules that pick them; shipments."""

@@ -1,0 +1,18 @@
+from aiohttp import web
+
+from shared import http, runtime
+from shipping.settings import ShippingSettings
+
+
+def create_app(settings: ShippingSettings) -> web.Application:
+    app = web.Application(middlewares=[runtime.access_log_middleware, *http.standard_middlewares()])
+    app[runtime.SETTINGS] = settings
+    app.cleanup_ctx.extend(
+        [
+            runtime.database(settings),
+            runtime.broker(settings),
+            runtime.outbox_relay(settings),
+        ]
+    )
+    runtime.add_health_routes(app)
+    return app

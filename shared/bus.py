@@ -1,0 +1,461 @@
+"""RabbitMQ: topology, connection, idempotent consumers and request/reply.
+
+Topology (all names under the settings' `bus_namespace`, `ns` below):
+
+- `ns.events`: durable topic exchange for domain events, routing key `<type>.v<N>`.
+- `ns.<service>`: one durable quorum queue per consuming service, bound to the routing keys the
+  registry says the service consumes, with an explicit delivery limit; past it the broker
+  dead-letters the message to `ns.dlx`.
+- `ns.<service>.retry.<i>`: delay queues (TTL, then dead-lettered back to `ns.<service>`).
+- `ns.<service>.dlq`: parked messages, each with an `x-dead-reason` header.
+- `ns.rpc` + `ns.<service>.rpc`: request/reply; replies go to the caller's own reply queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import asyncpg
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import PublishError
+from pydantic import ValidationError
+
+from shared import outbox
+from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consumed_by
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Topology:
+    namespace: str
+    service: str
+    delivery_limit: int = 10
+    retry_delays_ms: tuple[int, ...] = (500, 5_000, 30_000)
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.namespace}.dlx"
+
+    @property
+    def rpc_exchange(self) -> str:
+        return f"{self.namespace}.rpc"
+
+    def queue(self, service: str | None = None) -> str:
+        return f"{self.namespace}.{service or self.service}"
+
+    def dead_letter_queue(self, service: str | None = None) -> str:
+        return f"{self.queue(service)}.dlq"
+
+    def retry_queue(self, attempt: int) -> str:
+        return f"{self.queue()}.retry.{attempt}"
+
+    def rpc_queue(self, service: str | None = None) -> str:
+        return f"{self.queue(service)}.rpc"
+
+    @property
+    def dead_routing_key(self) -> str:
+        return f"{self.service}.dead"
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> Topology:
+        return cls(settings.bus_namespace, settings.service, settings.bus_delivery_limit, settings.bus_retry_delays_ms)
+
+
+async def declare_topology(channel: AbstractChannel, topology: Topology) -> AbstractQueue | None:
+    """Declare what this service publishes to and consumes from; idempotent.
+
+    Returns the service's event queue, or None when the service consumes no events.
+    """
+    await channel.declare_exchange(topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    dlx = await channel.declare_exchange(topology.dead_letter_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+    await channel.declare_exchange(topology.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
+
+    consumed = events_consumed_by(topology.service)
+    if not consumed:
+        return None
+    dlq = await channel.declare_queue(topology.dead_letter_queue(), durable=True, arguments={"x-queue-type": "quorum"})
+    await dlq.bind(dlx, topology.dead_routing_key)
+    queue = await channel.declare_queue(
+        topology.queue(),
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-delivery-limit": topology.delivery_limit,
+            "x-dead-letter-exchange": topology.dead_letter_exchange,
+            "x-dead-letter-routing-key": topology.dead_routing_key,
+        },
+    )
+    for spec in consumed:
+        await queue.bind(topology.events_exchange, spec.routing_key)
+    for attempt, delay in enumerate(topology.retry_delays_ms, start=1):
+        await channel.declare_queue(
+            topology.retry_queue(attempt),
+            durable=True,
+            arguments={
+                "x-message-ttl": delay,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": topology.queue(),
+            },
+        )
+    return queue
+
+
+async def connect(settings: ServiceSettings) -> AbstractRobustConnection:
+    """A robust connection (reconnects by itself), retried at start-up while the broker boots."""
+    delay = 0.5
+    for attempt in range(1, settings.bus_connect_attempts + 1):
+        try:
+            return await aio_pika.connect_robust(
+                settings.amqp_url, client_properties={"connection_name": settings.service}
+            )
+        except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
+            if attempt == settings.bus_connect_attempts:
+                raise
+            log.warning("broker not reachable, retrying", extra={"attempt": attempt, "error": str(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise RuntimeError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Consuming events
+
+
+@dataclass
+class HandlerContext:
+    """What an event handler gets: its transaction's connection and a way to emit events."""
+
+    conn: asyncpg.Connection
+    envelope: Envelope
+    service: str
+
+    async def emit(self, payload: Contract) -> None:
+        await outbox.enqueue(
+            self.conn,
+            payload,
+            self.service,
+            correlation_id=self.envelope.correlation_id,
+            causation_id=self.envelope.event_id,
+        )
+
+
+EventHandler = Callable[[HandlerContext, Any], Awaitable[None]]
+
+
+@dataclass
+class Subscription:
+    model: type[Contract]
+    handler: EventHandler
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a message that can never succeed: parked at once, not retried."""
+
+
+class EventConsumer:
+    """Consumes the service's queue; every handler runs with its inbox row in one transaction."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        topology: Topology,
+        subscriptions: dict[str, Subscription],
+        *,
+        prefetch: int = 32,
+    ) -> None:
+        unknown = set(subscriptions) - set(EVENTS)
+        if unknown:
+            raise ValueError(f"not in the contract registry: {sorted(unknown)}")
+        self.pool = pool
+        self.topology = topology
+        self.subscriptions = subscriptions
+        self.prefetch = prefetch
+        self.channel: AbstractChannel | None = None
+        self._consumer_tag: str | None = None
+        self._queue: AbstractQueue | None = None
+        self._inflight: set[asyncio.Task] = set()
+        self.handled = 0
+
+    @property
+    def consumer_name(self) -> str:
+        return self.topology.service
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        self.channel = await connection.channel(publisher_confirms=True)
+        await self.channel.set_qos(prefetch_count=self.prefetch)
+        self._queue = await declare_topology(self.channel, self.topology)
+        if self._queue is None:
+            raise RuntimeError(f"{self.topology.service} consumes no events in the registry")
+        self._consumer_tag = await self._queue.consume(self._on_message)
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=10)
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                await self.channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await self.process(message)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+            subscription = self.subscriptions.get(envelope.routing_key)
+            if subscription is None:
+                raise PermanentError(f"no handler for {envelope.routing_key} in {self.consumer_name}")
+            payload = subscription.model.model_validate(envelope.payload)
+        except (ValidationError, ValueError, PermanentError) as exc:
+            await self.park(message, f"invalid message: {_short(exc)}")
+            return
+        try:
+            await self.handle(envelope, subscription, payload)
+        except PermanentError as exc:
+            await self.park(message, f"permanent failure: {_short(exc)}")
+            return
+        except Exception as exc:
+            await self.retry_or_park(message, exc)
+            return
+        await message.ack()
+
+    async def handle(self, envelope: Envelope, subscription: Subscription, payload: Any) -> bool:
+        """Run the handler once per event; False when the inbox says it was already handled."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                self.consumer_name,
+                envelope.event_id,
+                envelope.routing_key,
+            )
+            if not fresh:
+                log.info(
+                    "duplicate event ignored",
+                    extra={"event_id": str(envelope.event_id), "type": envelope.routing_key},
+                )
+                return False
+            await subscription.handler(HandlerContext(conn, envelope, self.consumer_name), payload)
+        self.handled += 1
+        return True
+
+    async def retry_or_park(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        attempt = int((message.headers or {}).get("x-retry-count", 0)) + 1
+        if attempt > len(self.topology.retry_delays_ms):
+            await self.park(message, f"gave up after {attempt - 1} retries: {_short(exc)}")
+            return
+        log.warning(
+            "event handler failed, retrying",
+            extra={"type": message.type, "attempt": attempt, "error": _short(exc)},
+            exc_info=not isinstance(exc, OSError | asyncpg.PostgresConnectionError | TimeoutError),
+        )
+        headers = dict(message.headers or {})
+        headers["x-retry-count"] = attempt
+        headers["x-last-error"] = _short(exc)
+        assert self.channel is not None
+        await self.channel.default_exchange.publish(
+            _copy(message, headers), routing_key=self.topology.retry_queue(attempt)
+        )
+        await message.ack()
+
+    async def park(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.error("event parked in the dead-letter queue", extra={"type": message.type, "reason": reason})
+        headers = dict(message.headers or {})
+        headers["x-dead-reason"] = reason[:1000]
+        headers["x-dead-consumer"] = self.consumer_name
+        assert self.channel is not None
+        dlx = await self.channel.get_exchange(self.topology.dead_letter_exchange, ensure=False)
+        await dlx.publish(_copy(message, headers), routing_key=self.topology.dead_routing_key)
+        await message.ack()
+
+
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        correlation_id=message.correlation_id,
+        headers=headers,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) < 500 else text[:497] + "..."
+
+
+# ---------------------------------------------------------------------------------------------
+# Request/reply
+
+
+class RpcError(Exception):
+    pass
+
+
+class RpcTimeout(RpcError):
+    pass
+
+
+class RpcUnavailable(RpcError):
+    pass
+
+
+RequestHandler = Callable[[Any], Awaitable[Contract]]
+
+
+class RpcClient:
+    """Asks another service for its current data, with a deadline."""
+
+    def __init__(self, topology: Topology, default_timeout: float = 3.0) -> None:
+        self.topology = topology
+        self.default_timeout = default_timeout
+        self._pending: dict[str, asyncio.Future] = {}
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._reply_queue = f"{topology.namespace}.reply.{topology.service}.{uuid.uuid4().hex[:12]}"
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await self._channel.declare_exchange(
+            self.topology.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        queue = await self._channel.declare_queue(self._reply_queue, exclusive=True, auto_delete=True)
+        await queue.consume(self._on_reply, no_ack=True)
+
+    async def stop(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._pending.pop(message.correlation_id or "", None)
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    async def call(self, request: Contract, timeout: float | None = None) -> Any:
+        spec = REQUESTS[request.type]
+        if self._exchange is None:
+            raise RpcUnavailable("bus not connected")
+        timeout = timeout or self.default_timeout
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        deadline = time.monotonic() + timeout
+        try:
+            try:
+                await asyncio.wait_for(
+                    self._exchange.publish(
+                        aio_pika.Message(
+                            request.model_dump_json().encode(),
+                            content_type=JSON,
+                            correlation_id=correlation_id,
+                            reply_to=self._reply_queue,
+                            type=request.type,
+                            expiration=timeout,
+                            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                        ),
+                        routing_key=request.type,
+                        mandatory=True,
+                    ),
+                    timeout,
+                )
+            except PublishError as exc:
+                raise RpcUnavailable(f"no {spec.responder} service is listening for {request.type}") from exc
+            except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as exc:
+                raise RpcUnavailable(f"cannot reach the broker for {request.type}: {exc}") from exc
+            try:
+                message = await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
+            except TimeoutError as exc:
+                raise RpcTimeout(f"{spec.responder} did not answer {request.type} within {timeout}s") from exc
+        finally:
+            self._pending.pop(correlation_id, None)
+        error = (message.headers or {}).get("x-error")
+        if error:
+            raise RpcError(f"{spec.responder} failed to answer {request.type}: {error}")
+        return spec.reply.model_validate_json(message.body)
+
+
+@dataclass
+class RpcServer:
+    """Answers requests for this service's data; replicas compete on one queue."""
+
+    topology: Topology
+    handlers: dict[str, RequestHandler]
+    prefetch: int = 32
+    _channel: AbstractChannel | None = field(default=None, init=False)
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        for request_type in self.handlers:
+            spec = REQUESTS.get(request_type)
+            if spec is None or spec.responder != self.topology.service:
+                raise ValueError(f"{self.topology.service} is not the registered responder of {request_type}")
+        self._channel = await connection.channel(publisher_confirms=False)
+        await self._channel.set_qos(prefetch_count=self.prefetch)
+        exchange = await self._channel.declare_exchange(
+            self.topology.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        queue = await self._channel.declare_queue(self.topology.rpc_queue(), durable=True)
+        for request_type in self.handlers:
+            await queue.bind(exchange, request_type)
+        await queue.consume(self._on_request)
+
+    async def stop(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+    async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        headers: dict[str, Any] = {}
+        body = b"{}"
+        try:
+            spec = REQUESTS[message.type or ""]
+            request = spec.request.model_validate_json(message.body)
+            reply = await self.handlers[spec.request.type](request)
+            body = reply.model_dump_json().encode()
+        except Exception as exc:
+            log.error("request failed", extra={"type": message.type, "error": _short(exc)})
+            log.debug("request failure trace: %s", traceback.format_exc())
+            headers["x-error"] = _short(exc)
+        if message.reply_to and self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.default_exchange.publish(
+                    aio_pika.Message(body, content_type=JSON, correlation_id=message.correlation_id, headers=headers),
+                    routing_key=message.reply_to,
+                )
+        await message.ack()

@@ -1,0 +1,156 @@
+"""Postgres: the runtime pool and the migrations runner.
+
+Each service owns one schema and two roles: `<schema>_owner` owns the schema and its objects
+and runs migrations; `<schema>_app` is what the service connects as at runtime, with data
+rights on its own schema only. Platform tables (outbox, inbox, idempotency keys) come from
+`shared/migrations` and are applied before the service's own files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads
+        )
+
+
+async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        command_timeout=settings.db_command_timeout,
+        server_settings={"search_path": settings.db_schema, "application_name": settings.service},
+        init=_init_connection,
+    )
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def load_migrations(service_dir: Path) -> list[Migration]:
+    """Platform files first (prefixed `platform/`), then the service's, each in name order."""
+    migrations = [Migration(f"platform/{p.name}", p.read_text()) for p in sorted(PLATFORM_MIGRATIONS.glob("*.sql"))]
+    migrations += [Migration(p.name, p.read_text()) for p in sorted(service_dir.glob("*.sql"))]
+    return migrations
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _connect_creating_database(dsn: str) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        database = urlsplit(dsn).path.lstrip("/")
+        admin = await asyncpg.connect(_with_database(dsn, "postgres"))
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+        return await asyncpg.connect(dsn)
+
+
+async def _ensure_role(conn: asyncpg.Connection, role: str) -> None:
+    exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+    if exists:
+        return
+    try:
+        await conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    except asyncpg.DuplicateObjectError:
+        pass  # created by a concurrent migrator (roles are cluster-wide)
+
+
+async def migrate(settings: ServiceSettings, service_dir: Path) -> list[str]:
+    """Apply pending migrations; returns the names applied. Safe to run concurrently and twice."""
+    schema, owner, runtime = settings.db_schema, settings.owner_role, settings.runtime_role
+    migrations = load_migrations(service_dir)
+    conn = await _connect_creating_database(settings.migrate_database_url)
+    applied_now: list[str] = []
+    try:
+        # One migrator per schema at a time, across processes and replicas.
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
+        try:
+            await _ensure_role(conn, owner)
+            await _ensure_role(conn, runtime)
+            if await conn.fetchval("SELECT current_user <> $1", owner):
+                await conn.execute(f'GRANT "{owner}" TO CURRENT_USER')
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION "{owner}"')
+            await conn.execute(f'REVOKE ALL ON SCHEMA "{schema}" FROM PUBLIC')
+            await conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{runtime}"')
+            await conn.execute(
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA "{schema}" '
+                f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{runtime}"'
+            )
+            await conn.execute(
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA "{schema}" '
+                f'GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "{runtime}"'
+            )
+            await conn.execute(f'SET ROLE "{owner}"')
+            await conn.execute(f'SET search_path TO "{schema}"')
+            await conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    name text PRIMARY KEY,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            await conn.execute(f'REVOKE ALL ON schema_migrations FROM "{runtime}"')
+            done = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
+            for migration in migrations:
+                if migration.name in done:
+                    if done[migration.name] != migration.checksum:
+                        raise MigrationError(
+                            f"{schema}: migration {migration.name} changed after it was applied; "
+                            "migrations are forward only: add a new file instead"
+                        )
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                        migration.name,
+                        migration.checksum,
+                    )
+                applied_now.append(migration.name)
+                log.info("migration applied", extra={"schema": schema, "migration": migration.name})
+            await conn.execute("RESET ROLE")
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
+    finally:
+        await conn.close()
+    return applied_now

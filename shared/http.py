@@ -1,0 +1,211 @@
+"""HTTP edge helpers: GetCandy error bodies, JSON in and out, request ids, health routes."""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+IDENTITY_HEADER = "X-Commerce-Identity"
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+DEFAULT_MESSAGES = {
+    400: "Wrong arguments",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Resource not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable entity",
+    429: "Too many requests",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_id() -> str:
+    """An opaque public id: 120 random bits as 24 lower-case base32 characters, never a sequence."""
+    return base64.b32encode(secrets.token_bytes(15)).decode().lower()
+
+
+ID_PATTERN = re.compile(r"^[a-z0-9]{8,64}$")
+
+
+def is_id(value: str) -> bool:
+    return bool(ID_PATTERN.match(value))
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def error_body(status: int, message: str | None = None) -> dict[str, Any]:
+    return {"error": {"http_code": status, "message": message or DEFAULT_MESSAGES.get(status, "Error")}}
+
+
+def error_response(status: int, message: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(error_body(status, message), status=status, headers=headers)
+
+
+class ApiError(Exception):
+    """An error with the GetCandy body `{"error": {"http_code", "message"}}`."""
+
+    def __init__(self, status: int, message: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message or DEFAULT_MESSAGES.get(status, "Error"))
+        self.status = status
+        self.message = message or DEFAULT_MESSAGES.get(status, "Error")
+        self.headers = headers
+
+
+class NotFound(ApiError):
+    def __init__(self, message: str | None = None):
+        super().__init__(404, message)
+
+
+class ValidationFailed(Exception):
+    """A 422 with the flat map `{"field.path": ["message", ...]}`."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(errors)
+        self.errors = errors
+
+    @classmethod
+    def one(cls, field: str, message: str) -> ValidationFailed:
+        return cls({field: [message]})
+
+
+def validation_map(exc: ValidationError) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in error["loc"]) or "body"
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        errors.setdefault(path, []).append(message)
+    return errors
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Parse and validate a request body; bad input is a 4xx and never reaches the core."""
+    raw = await request.read()
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "The request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise ValidationFailed.one("body", "The request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(validation_map(exc)) from exc
+
+
+def query_model(request: web.Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise ValidationFailed(validation_map(exc)) from exc
+
+
+def includes(request: web.Request) -> set[str]:
+    """`?include=a,b.c` (upstream also used `includes`); `b.c` implies `b`."""
+    raw = ",".join(request.query.getall("include", []) + request.query.getall("includes", []))
+    result: set[str] = set()
+    for item in raw.split(","):
+        item = item.strip()
+        while item:
+            result.add(item)
+            item = item.rpartition(".")[0]
+    return result
+
+
+def path_id(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    if not is_id(value):
+        raise NotFound()
+    return value
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    request["request_id"] = request_id
+    token = request_id_var.set(request_id)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers[REQUEST_ID_HEADER] = request_id
+        raise
+    finally:
+        request_id_var.reset(token)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as a GetCandy error body; no trace or SQL ever reaches a client."""
+    try:
+        return await handler(request)
+    except ValidationFailed as exc:
+        return json_response(exc.errors, status=422)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        message = DEFAULT_MESSAGES.get(exc.status) or exc.reason
+        return error_response(exc.status, message, headers)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error_response(500)
+
+
+def identity(request: web.Request) -> dict[str, Any] | None:
+    raw = request.headers.get(IDENTITY_HEADER)
+    if not raw:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def require_admin(request: web.Request) -> dict[str, Any]:
+    """Admin routes: the gateway verified the token and passed the identity in a header it alone sets."""
+    who = identity(request)
+    if who is None:
+        raise ApiError(401)
+    if "admin" not in (who.get("roles") or []):
+        raise ApiError(403)
+    return who
+
+
+def standard_middlewares() -> list:
+    return [request_id_middleware, error_middleware]

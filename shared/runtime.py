@@ -1,0 +1,230 @@
+"""What every service process shares: resources in `cleanup_ctx`, health, logging, the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+
+from shared import bus, db, http
+from shared.outbox import Relay
+from shared.settings import ServiceSettings
+
+SETTINGS = web.AppKey("settings", ServiceSettings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+BROKER = web.AppKey("broker", AbstractRobustConnection)
+RELAY = web.AppKey("relay", Relay)
+CONSUMER = web.AppKey("consumer", bus.EventConsumer)
+RPC = web.AppKey("rpc", bus.RpcClient)
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def database(settings: ServiceSettings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[POOL] = await db.create_pool(settings)
+        yield
+        await app[POOL].close()
+
+    return ctx
+
+
+def broker(settings: ServiceSettings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[BROKER] = await bus.connect(settings)
+        yield
+        await app[BROKER].close()
+
+    return ctx
+
+
+def outbox_relay(settings: ServiceSettings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = Relay(
+            app[POOL],
+            settings.db_schema,
+            bus.Topology.from_settings(settings).events_exchange,
+            batch_size=settings.outbox_batch_size,
+            poll_interval=settings.outbox_poll_interval,
+        )
+        await relay.start(app[BROKER])
+        app[RELAY] = relay
+        yield
+        await relay.stop()
+
+    return ctx
+
+
+def event_consumer(settings: ServiceSettings, subscriptions: dict[str, bus.Subscription]) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        consumer = bus.EventConsumer(
+            app[POOL], bus.Topology.from_settings(settings), subscriptions, prefetch=settings.bus_prefetch
+        )
+        await consumer.start(app[BROKER])
+        app[CONSUMER] = consumer
+        yield
+        await consumer.stop()
+
+    return ctx
+
+
+def rpc_server(
+    settings: ServiceSettings, handlers: Callable[[web.Application], dict[str, bus.RequestHandler]]
+) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        server = bus.RpcServer(bus.Topology.from_settings(settings), handlers(app), prefetch=settings.bus_prefetch)
+        await server.start(app[BROKER])
+        yield
+        await server.stop()
+
+    return ctx
+
+
+def rpc_client(settings: ServiceSettings) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        client = bus.RpcClient(bus.Topology.from_settings(settings), settings.rpc_timeout)
+        await client.start(app[BROKER])
+        app[RPC] = client
+        yield
+        await client.stop()
+
+    return ctx
+
+
+async def live(request: web.Request) -> web.Response:
+    return http.json_response({"status": "live"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Ready only when the database and the broker answer."""
+    app = request.app
+    checks: dict[str, str] = {}
+    if POOL in app:
+        try:
+            async with asyncio.timeout(1.0):
+                await app[POOL].fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = type(exc).__name__
+    if BROKER in app:
+        connection = app[BROKER]
+        checks["broker"] = "ok" if not connection.is_closed and connection.connected.is_set() else "down"
+    ok = all(value == "ok" for value in checks.values())
+    return http.json_response({"status": "ready" if ok else "not-ready", "checks": checks}, status=200 if ok else 503)
+
+
+def add_health_routes(app: web.Application) -> None:
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+
+
+class JsonFormatter(logging.Formatter):
+    _skip = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = http.request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in record.__dict__.items():
+            if key not in self._skip and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(settings: ServiceSettings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {settings.service} %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: http.Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.resource.canonical if request.match_info.route.resource else None
+        logging.getLogger("access").info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "route": route,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "request_id": request.get("request_id"),
+            },
+        )
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def main(
+    settings_cls: type[ServiceSettings],
+    create_app: Callable[[Any], web.Application],
+    migrations_dir: Path | None,
+    seed: Callable[[Any], Awaitable[None]] | None = None,
+    argv: list[str] | None = None,
+) -> None:
+    """`python -m <service> [serve|migrate|seed]`."""
+    parser = argparse.ArgumentParser(prog=f"python -m {settings_cls.service}")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "seed"])
+    args = parser.parse_args(argv)
+    settings = settings_cls()
+    configure_logging(settings)
+    _install_uvloop()
+    if args.command == "migrate":
+        if migrations_dir is None:
+            return
+        applied = asyncio.run(db.migrate(settings, migrations_dir))
+        logging.getLogger(settings.service).info("migrated", extra={"applied": applied})
+    elif args.command == "seed":
+        if seed is not None:
+            asyncio.run(seed(settings))
+    else:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout,
+            access_log=None,
+            print=None,
+        )

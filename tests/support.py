@@ -1,0 +1,288 @@
+"""Test infrastructure: a fresh database and bus namespace per run, and real service processes.
+
+Postgres and RabbitMQ come from the environment (`TEST_DATABASE_URL`, `TEST_AMQP_URL`; loopback
+by default). Only when neither is configured nor reachable and a Docker engine answers do the
+tests start them with testcontainers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+import asyncpg
+
+from shared.bus import Topology
+from shared.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("basket", "orders", "shipping", "payments")
+ALL_SERVICES = ("gateway", *SERVICES)
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def _reachable(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Infra:
+    admin_dsn: str  # a superuser DSN on the run's own database
+    amqp_url: str
+    namespace: str
+    database: str
+    _containers: list[Any] = field(default_factory=list)
+
+    @property
+    def pg_hostport(self) -> str:
+        return urlsplit(self.admin_dsn).netloc.rpartition("@")[2]
+
+    def runtime_dsn(self, schema: str) -> str:
+        parts = urlsplit(self.admin_dsn)
+        return urlunsplit(parts._replace(netloc=f"{schema}_app@{self.pg_hostport}"))
+
+    def settings(self, cls: type[S], **overrides: Any) -> S:
+        schema = cls.service
+        values: dict[str, Any] = {
+            "database_url": self.runtime_dsn(schema),
+            "migrate_database_url": self.admin_dsn,
+            "amqp_url": self.amqp_url,
+            "bus_namespace": self.namespace,
+            "log_json": False,
+            "bus_retry_delays_ms": (200, 500, 1000),
+            "outbox_poll_interval": 0.5,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def env_for(self, service: str, port: int) -> dict[str, str]:
+        prefix = service.upper() + "_"
+        env = {
+            f"{prefix}PORT": str(port),
+            f"{prefix}HOST": "127.0.0.1",
+            f"{prefix}LOG_JSON": "true",
+            f"{prefix}LOG_LEVEL": "INFO",
+        }
+        if service != "gateway":
+            env |= {
+                f"{prefix}DATABASE_URL": self.runtime_dsn(service),
+                f"{prefix}MIGRATE_DATABASE_URL": self.admin_dsn,
+                f"{prefix}AMQP_URL": self.amqp_url,
+                f"{prefix}BUS_NAMESPACE": self.namespace,
+                f"{prefix}BUS_RETRY_DELAYS_MS": "[200, 1000, 3000]",
+                f"{prefix}OUTBOX_POLL_INTERVAL": "0.5",
+            }
+        return env
+
+
+def start_infra() -> Infra:
+    pg = os.environ.get("TEST_DATABASE_URL")
+    amqp = os.environ.get("TEST_AMQP_URL")
+    containers: list[Any] = []
+    if pg is None and not _reachable("127.0.0.1", 5432) and shutil.which("docker"):
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:15-alpine").start()
+        containers.append(container)
+        pg = container.get_connection_url().replace("+psycopg2", "")
+    if amqp is None and not _reachable("127.0.0.1", 5672) and shutil.which("docker"):
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13-management").start()
+        containers.append(container)
+        amqp = f"amqp://guest:guest@{container.get_container_host_ip()}:{container.get_exposed_port(5672)}/"
+    pg = pg or "postgresql://postgres@127.0.0.1:5432/postgres"
+    amqp = amqp or "amqp://guest:guest@127.0.0.1:5672/"
+    run_id = secrets.token_hex(4)
+    database = f"commerce_test_{run_id}"
+    admin = urlsplit(pg)
+    asyncio.run(_create_database(urlunsplit(admin._replace(path="/postgres")), database))
+    return Infra(
+        admin_dsn=urlunsplit(admin._replace(path=f"/{database}")),
+        amqp_url=amqp,
+        namespace=f"t{run_id}",
+        database=database,
+        _containers=containers,
+    )
+
+
+async def _create_database(maintenance_dsn: str, database: str) -> None:
+    conn = await asyncpg.connect(maintenance_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+def stop_infra(infra: Infra) -> None:
+    asyncio.run(_drop_everything(infra))
+    for container in infra._containers:
+        container.stop()
+
+
+async def _drop_everything(infra: Infra) -> None:
+    maintenance = urlunsplit(urlsplit(infra.admin_dsn)._replace(path="/postgres"))
+    conn = await asyncpg.connect(maintenance)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{infra.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    await delete_bus_namespace(infra.amqp_url, infra.namespace)
+
+
+async def delete_bus_namespace(amqp_url: str, namespace: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        for service in ALL_SERVICES:
+            topology = Topology(namespace, service)
+            names = [topology.queue(), topology.dead_letter_queue(), topology.rpc_queue()]
+            names += [topology.retry_queue(i) for i in range(1, 6)]
+            for name in names:
+                channel = await connection.channel()
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(name)
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        channel = await connection.channel()
+        for name in ("events", "dlx", "rpc"):
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(f"{namespace}.{name}")
+    finally:
+        await connection.close()
+
+
+async def migrate_all(infra: Infra) -> None:
+    from shared import db
+
+    for service in SERVICES:
+        module = __import__(f"{service}.settings", fromlist=["x"])
+        settings_cls = next(
+            v
+            for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings
+        )
+        await db.migrate(infra.settings(settings_cls), ROOT / "services" / service / service / "migrations")
+
+
+# ---------------------------------------------------------------------------------------------
+# Real service processes
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", self.name],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/health/ready", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    infra: Infra
+    processes: dict[str, ServiceProcess]
+
+    @property
+    def gateway(self) -> str:
+        return self.processes["gateway"].url + "/api/v1"
+
+    def url(self, service: str) -> str:
+        return self.processes[service].url
+
+    def __getitem__(self, service: str) -> ServiceProcess:
+        return self.processes[service]
+
+
+def start_stack(infra: Infra, log_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    ports = {name: free_port() for name in ALL_SERVICES}
+    processes: dict[str, ServiceProcess] = {}
+    gateway_env = {f"GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES}
+    for name in ALL_SERVICES:
+        env = infra.env_for(name, ports[name]) | (extra_env or {})
+        if name == "gateway":
+            env |= gateway_env
+        processes[name] = ServiceProcess(name, ports[name], env, log_dir / f"{name}.log")
+    for process in processes.values():
+        process.start()
+    stack = Stack(infra, processes)
+    try:
+        for process in processes.values():
+            process.wait_ready()
+    except Exception:
+        stop_stack(stack)
+        raise
+    return stack
+
+
+def stop_stack(stack: Stack) -> None:
+    for process in stack.processes.values():
+        process.stop()
