@@ -147,6 +147,8 @@ class Relay:
 
     async def drain_once(self) -> int:
         """Publish one batch of due rows; returns how many were published."""
+        if self._channel is None or self._channel.is_closed:
+            return 0  # broker down: rows wait without burning their retry budget
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """
@@ -192,7 +194,7 @@ class Relay:
         )
 
     async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, exc: BaseException) -> None:
-        delay = min(2 ** row["attempts"], 60)
+        delay = min(2 ** row["attempts"], 30)
         error = f"{type(exc).__name__}: {exc}"[:1000]
         log.warning(
             "outbox publish failed",

@@ -64,7 +64,7 @@ class Infra:
         return urlunsplit(parts._replace(netloc=f"{schema}_app@{self.pg_hostport}"))
 
     def settings(self, cls: type[S], **overrides: Any) -> S:
-        schema = cls.service
+        schema = overrides.get("db_schema") or cls.service
         values: dict[str, Any] = {
             "database_url": self.runtime_dsn(schema),
             "migrate_database_url": self.admin_dsn,
