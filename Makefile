@@ -15,6 +15,7 @@ help:
 	@echo "make lint     ruff"
 	@echo "make bench    the load benchmark (not part of make test)"
 	@echo "make token    print an admin bearer token for local use"
+	@echo "make contracts regenerate shared/schemas and docs/events.md from shared/contracts.py"
 
 $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,9 @@ format: $(STAMP)
 
 bench: seed
 	@$(BIN)/python -m bench $(BENCH_ARGS)
+
+contracts: $(STAMP)
+	@$(BIN)/python -m shared.contracts_schema write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
