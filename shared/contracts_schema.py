@@ -165,8 +165,9 @@ def write() -> None:
     for old in SCHEMAS.glob("*.json"):
         if old.name.removesuffix(".json") not in generated:
             old.unlink()
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
     for name, schema in generated.items():
-        (SCHEMAS / f"{name}.json").write_bytes(orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        (SCHEMAS / f"{name}.json").write_bytes(orjson.dumps(schema, option=options) + b"\n")
     CATALOGUE.write_text(catalogue())
 
 
