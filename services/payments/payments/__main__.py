@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from payments.app import create_app
+from payments.seed import seed
 from payments.settings import PaymentsSettings
 from shared.runtime import main
 
@@ -8,7 +9,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def run() -> None:
-    main(PaymentsSettings, create_app, MIGRATIONS)
+    main(PaymentsSettings, create_app, MIGRATIONS, seed)
 
 
 if __name__ == "__main__":
