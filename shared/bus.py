@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from shared import outbox
 from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consumed_by
+from shared.metrics import COUNTERS
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class EventConsumer:
                 envelope.routing_key,
             )
             if not fresh:
+                COUNTERS.inc("events_duplicate_total")
                 log.info(
                     "duplicate event ignored",
                     extra={"event_id": str(envelope.event_id), "type": envelope.routing_key},
@@ -269,6 +271,7 @@ class EventConsumer:
                 return False
             await subscription.handler(HandlerContext(conn, envelope, self.consumer_name), payload)
         self.handled += 1
+        COUNTERS.inc("events_consumed_total")
         return True
 
     async def retry_or_park(self, message: AbstractIncomingMessage, exc: Exception) -> None:
@@ -281,6 +284,7 @@ class EventConsumer:
             extra={"type": message.type, "attempt": attempt, "error": _short(exc)},
             exc_info=not isinstance(exc, OSError | asyncpg.PostgresConnectionError | TimeoutError),
         )
+        COUNTERS.inc("events_retried_total")
         headers = dict(message.headers or {})
         headers["x-retry-count"] = attempt
         headers["x-last-error"] = _short(exc)
@@ -291,6 +295,7 @@ class EventConsumer:
         await message.ack()
 
     async def park(self, message: AbstractIncomingMessage, reason: str) -> None:
+        COUNTERS.inc("events_parked_total")
         log.error("event parked in the dead-letter queue", extra={"type": message.type, "reason": reason})
         headers = dict(message.headers or {})
         headers["x-dead-reason"] = reason[:1000]
@@ -374,6 +379,7 @@ class RpcClient:
             raise RpcUnavailable("bus not connected")
         timeout = timeout or self.default_timeout
         correlation_id = uuid.uuid4().hex
+        COUNTERS.inc("rpc_requests_total")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         deadline = time.monotonic() + timeout
@@ -447,6 +453,7 @@ class RpcServer:
             spec = REQUESTS[message.type or ""]
             request = spec.request.model_validate_json(message.body)
             reply = await self.handlers[spec.request.type](request)
+            COUNTERS.inc("rpc_served_total")
             body = reply.model_dump_json().encode()
         except Exception as exc:
             log.error("request failed", extra={"type": message.type, "error": _short(exc)})

@@ -79,8 +79,11 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any], name: str) -> lis
             problems.append(f"{path.rstrip('.') or '(root)'}: retyped ({o_sig} -> {n_sig})")
 
     walk(old, new, "")
-    return [f"{name}: {p}: a breaking change to a published version; add {name.rsplit('.v', 1)[0]}.v"
-            f"{int(name.rsplit('.v', 1)[1]) + 1} instead" for p in problems]
+    return [
+        f"{name}: {p}: a breaking change to a published version; add {name.rsplit('.v', 1)[0]}.v"
+        f"{int(name.rsplit('.v', 1)[1]) + 1} instead"
+        for p in problems
+    ]
 
 
 def load_checked_in() -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from shared.metrics import COUNTERS
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ log = logging.getLogger(__name__)
 PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def _count_statement(_: object) -> None:
+    COUNTERS.inc("sql_statements_total")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    conn.add_query_logger(_count_statement)
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
             typename, schema="pg_catalog", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads

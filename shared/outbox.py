@@ -20,6 +20,7 @@ import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from shared.contracts import EVENTS, Contract, envelope_for
+from shared.metrics import COUNTERS
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class Relay:
                 if result is not None:
                     await self._failed(conn, row, result)
         self.published += len(sent)
+        COUNTERS.inc("events_published_total", len(sent))
         return len(sent)
 
     async def confirmed(self, conn: asyncpg.Connection, ids: list[int]) -> None:

@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from shared import bus, db, http
+from shared.metrics import COUNTERS
 from shared.outbox import Relay
 from shared.settings import ServiceSettings
 
@@ -125,9 +126,29 @@ async def ready(request: web.Request) -> web.Response:
     return http.json_response({"status": "ready" if ok else "not-ready", "checks": checks}, status=200 if ok else 503)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Counters of this process, plus the outbox backlog (rows and age of the oldest, seconds)."""
+    app = request.app
+    gauges: dict[str, float] = {}
+    if POOL in app:
+        try:
+            async with asyncio.timeout(1.0):
+                row = await app[POOL].fetchrow(
+                    "SELECT count(*) AS backlog, "
+                    "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest FROM outbox"
+                )
+            gauges["outbox_backlog"] = row["backlog"]
+            gauges["outbox_oldest_seconds"] = float(row["oldest"])
+        except Exception:  # a scrape must not fail because the database is down
+            gauges["outbox_backlog"] = -1
+    text = COUNTERS.render(app[SETTINGS].service, gauges)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
 def add_health_routes(app: web.Application) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
 
 
 class JsonFormatter(logging.Formatter):
