@@ -3,7 +3,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from gateway.docs import add_docs_routes
+from gateway.edge import cors_middleware, rate_limit_middleware
 from gateway.handlers import SESSION, forwarder
+from gateway.openapi import OPENAPI_PATH, load_document
 from gateway.routes import PREFIX, ROUTES
 from gateway.settings import GatewaySettings
 from shared import http, runtime
@@ -19,14 +22,38 @@ def http_session(settings: GatewaySettings) -> runtime.CleanupCtx:
     return ctx
 
 
+def openapi_handler(document: bytes):
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+    return openapi
+
+
 def create_app(settings: GatewaySettings) -> web.Application:
+    # standard_middlewares() is [request_id, error]; CORS sits between them so that a preflight
+    # carries a request id and every error body, a 429 included, carries the CORS headers that
+    # let a browser script read it. The rate limit is innermost, so its 429 is a GetCandy body.
+    request_id_mw, error_mw = http.standard_middlewares()
     app = web.Application(
-        middlewares=[runtime.access_log_middleware, *http.standard_middlewares()],
+        middlewares=[
+            runtime.access_log_middleware,
+            request_id_mw,
+            cors_middleware(settings),
+            error_mw,
+            rate_limit_middleware(settings),
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[runtime.SETTINGS] = settings
     app.cleanup_ctx.append(http_session(settings))
+    # One resource per path, whatever the order of the table, so that a wrong method is a 405
+    # whose Allow lists every method of the path.
+    resources: dict[str, web.Resource] = {}
     for route in ROUTES:
-        app.router.add_route(route.method, PREFIX + route.path, forwarder(route, settings))
+        resource = resources.get(route.path) or app.router.add_resource(PREFIX + route.path)
+        resources[route.path] = resource
+        resource.add_route(route.method, forwarder(route, settings))
+    app.router.add_route("GET", PREFIX + OPENAPI_PATH, openapi_handler(load_document()))
+    add_docs_routes(app)
     runtime.add_health_routes(app)
     return app

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from gateway.auth import identity_header, verify_admin
+from gateway.edge import CLIENT
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from shared.http import IDENTITY_HEADER, REQUEST_ID_HEADER, ApiError
@@ -33,7 +35,8 @@ HOP_BY_HOP = {
 }
 # Never forwarded upstream: the identity header is the gateway's alone to set.
 STRIPPED_REQUEST = HOP_BY_HOP | {IDENTITY_HEADER.lower(), "authorization", "cookie"}
-STRIPPED_RESPONSE = HOP_BY_HOP | {"server", "date", "content-encoding"}
+# Content-Encoding is kept: the session does not decompress, so the body goes out as the service encoded it.
+STRIPPED_RESPONSE = HOP_BY_HOP | {"server", "date"}
 
 
 def forwarder(route: Route, settings: GatewaySettings) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -45,12 +48,15 @@ def forwarder(route: Route, settings: GatewaySettings) -> Callable[[web.Request]
         if route.admin:
             headers.update(identity_header(verify_admin(request, settings)))
         headers[REQUEST_ID_HEADER] = request["request_id"]
-        headers["X-Forwarded-For"] = request.remote or ""
+        headers["X-Forwarded-For"] = request.get(CLIENT) or request.remote or ""
         body = await request.read() if request.body_exists else None
+        # The raw (still percent-encoded) path: decoding it here would turn an id holding `%2F`
+        # into two path segments upstream.
+        url = URL(base + request.rel_url.raw_path_qs, encoded=True)
         try:
             async with request.app[SESSION].request(
                 request.method,
-                base + request.rel_url.path_qs,
+                url,
                 headers=headers,
                 data=body,
                 timeout=timeout,
