@@ -1,11 +1,13 @@
 from aiohttp import web
 
 from basket.settings import BasketSettings
-from shared import http, runtime
+from shared import http, idempotency, runtime
 
 
 def create_app(settings: BasketSettings) -> web.Application:
-    app = web.Application(middlewares=[runtime.access_log_middleware, *http.standard_middlewares()])
+    app = web.Application(
+        middlewares=[runtime.access_log_middleware, *http.standard_middlewares(), idempotency.middleware()]
+    )
     app[runtime.SETTINGS] = settings
     app.cleanup_ctx.extend(
         [

@@ -3,11 +3,13 @@ from aiohttp import web
 from payments import consumers, handlers
 from payments.resources import side_resources
 from payments.settings import PaymentsSettings
-from shared import http, runtime
+from shared import http, idempotency, runtime
 
 
 def create_app(settings: PaymentsSettings) -> web.Application:
-    app = web.Application(middlewares=[runtime.access_log_middleware, *http.standard_middlewares()])
+    app = web.Application(
+        middlewares=[runtime.access_log_middleware, *http.standard_middlewares(), idempotency.middleware()]
+    )
     app[runtime.SETTINGS] = settings
     app.cleanup_ctx.extend(
         [
