@@ -1,6 +1,7 @@
 from pathlib import Path
 
 from basket.app import create_app
+from basket.seed import seed
 from basket.settings import BasketSettings
 from shared.runtime import main
 
@@ -8,7 +9,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def run() -> None:
-    main(BasketSettings, create_app, MIGRATIONS)
+    main(BasketSettings, create_app, MIGRATIONS, seed)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,307 @@
+"""Request and response models at the HTTP edge, and `OPERATIONS` for the OpenAPI document.
+
+Requests are validated here (types and shapes); the business rules (stock, min_qty...) live in
+`domain.py` so that their messages are upstream's. Responses follow GetCandy's envelope:
+`{"data": ...}`, relations nested under their own `data` and present only when included.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from basket.domain import MAX_QUANTITY
+
+
+def _integer(value: Any) -> Any:
+    # JSON true is not a quantity, although Python would happily count it as 1.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_integer)]
+Sku = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+Meta = dict[str, Any]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: catalogue (admin)
+
+
+class VariantCreate(Body):
+    sku: Sku
+    name: str | None = Field(default=None, max_length=255)
+    options: dict[str, str] = Field(default_factory=dict)
+    price: Price = Field(description="Ex-tax price in major units (12.5 = 12.50)")
+    tax_rate_bp: Int = Field(default=2000, ge=0, le=10_000, description="Tax rate in basis points (2000 = 20%)")
+    inventory: Int = Field(default=0, ge=0, le=1_000_000_000)
+    incoming: Int = Field(default=0, ge=0, le=1_000_000_000)
+    backorder: Literal["in-stock", "expected", "always"] = "in-stock"
+    min_qty: Int = Field(default=1, ge=1, le=MAX_QUANTITY)
+    max_qty: Int = Field(default=0, ge=0, le=MAX_QUANTITY, description="0: no maximum")
+    min_batch: Int = Field(default=1, ge=1, le=MAX_QUANTITY)
+    unit_qty: Int = Field(default=1, ge=1, le=MAX_QUANTITY)
+    weight_grams: Int = Field(default=0, ge=0, le=10_000_000)
+    requires_shipping: bool = True
+    purchasable: bool = True
+
+
+class ProductCreate(Body):
+    name: str = Field(min_length=1, max_length=255)
+    variants: list[VariantCreate] = Field(min_length=1, max_length=100)
+
+
+class VariantUpdate(Body):
+    sku: Sku | None = None
+    name: str | None = Field(default=None, max_length=255)
+    options: dict[str, str] | None = None
+    price: Price | None = None
+    tax_rate_bp: Int | None = Field(default=None, ge=0, le=10_000)
+    inventory: Int | None = Field(default=None, ge=0, le=1_000_000_000)
+    incoming: Int | None = Field(default=None, ge=0, le=1_000_000_000)
+    backorder: Literal["in-stock", "expected", "always"] | None = None
+    min_qty: Int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
+    max_qty: Int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+    min_batch: Int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
+    unit_qty: Int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
+    weight_grams: Int | None = Field(default=None, ge=0, le=10_000_000)
+    requires_shipping: bool | None = None
+    purchasable: bool | None = None
+
+
+class InventoryUpdate(Body):
+    inventory: Int = Field(ge=0, le=1_000_000_000)
+
+
+class ProductsQuery(Body):
+    page: Int = Field(default=1, ge=1, le=100_000)
+    per_page: Int | None = Field(default=None, ge=1, le=100)
+    limit: Int | None = Field(default=None, ge=1, le=100)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: baskets
+
+
+class VariantQuantity(Body):
+    id: str = Field(max_length=64)
+    quantity: Int
+    meta: Meta | None = None
+
+
+class CreateBasket(Body):
+    basket_id: str | None = Field(default=None, max_length=64)
+    variants: list[VariantQuantity] = Field(default_factory=list, max_length=200)
+    currency: str | None = Field(default=None, max_length=3)
+    meta: Meta | None = None
+
+
+class AddLines(Body):
+    basket_id: str | None = Field(default=None, max_length=64)
+    variants: list[VariantQuantity] = Field(min_length=1, max_length=200)
+    meta: Meta | None = None
+
+
+class LineQuantity(Body):
+    quantity: Int
+
+
+class LineQuantityChange(Body):
+    quantity: Int = 1
+
+
+class LineRef(Body):
+    id: str = Field(max_length=64)
+
+
+class DeleteLines(Body):
+    lines: list[LineRef] = Field(min_length=1, max_length=200)
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+class Weight(BaseModel):
+    value: str
+    unit: str
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+    attribute_data: dict[str, Any]
+    created_at: str
+    updated_at: str
+    variants: VariantList | None = None
+
+
+class ProductData(BaseModel):
+    data: ProductOut
+
+
+class VariantOut(BaseModel):
+    id: str
+    product_id: str
+    sku: str
+    name: str | None
+    options: dict[str, str]
+    price: float = Field(description="Ex-tax price in major units")
+    unit_price: float
+    unit_tax: float
+    tax: float = Field(description="Tax rate in percent")
+    tax_rate_bp: int
+    currency: str
+    inventory: int
+    incoming: int
+    backorder: Literal["in-stock", "expected", "always"]
+    min_qty: int
+    max_qty: int
+    min_batch: int
+    unit_qty: int
+    weight: Weight
+    requires_shipping: bool
+    purchasable: bool
+    product: ProductData | None = None
+
+
+class VariantList(BaseModel):
+    data: list[VariantOut]
+
+
+class PaginationMeta(BaseModel):
+    current_page: int
+    per_page: int
+    total: int
+    last_page: int
+    from_: int | None = Field(alias="from")
+    to: int | None
+    path: str
+
+
+class PaginationLinks(BaseModel):
+    first: str
+    last: str
+    prev: str | None
+    next: str | None
+
+
+class ProductCollection(BaseModel):
+    data: list[ProductOut]
+    meta: PaginationMeta
+    links: PaginationLinks
+
+
+class ProductResponse(BaseModel):
+    data: ProductOut
+
+
+class VariantResponse(BaseModel):
+    data: VariantOut
+
+
+class VariantData(BaseModel):
+    data: VariantOut
+
+
+class BasketLineOut(BaseModel):
+    id: str
+    quantity: int
+    unit_price: float
+    unit_tax: float
+    line_total: float
+    tax: float
+    line_discount: float
+    meta: dict[str, Any]
+    variant: VariantData | None = None
+
+
+class BasketLineList(BaseModel):
+    data: list[BasketLineOut]
+
+
+class BasketOut(BaseModel):
+    id: str
+    sub_total: float
+    tax_total: float
+    discount_total: float
+    total: float
+    currency: str
+    meta: dict[str, Any]
+    changed: bool
+    lines: BasketLineList | None = None
+
+
+class BasketResponse(BaseModel):
+    data: BasketOut
+
+
+ProductOut.model_rebuild()
+
+
+# (method, path as in gateway/routes.py without /api/v1) -> the operation's models.
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/products"): {
+        "request": None,
+        "query": ProductsQuery,
+        "response": ProductCollection,
+        "status": 200,
+        "errors": [422],
+    },
+    ("POST", "/products"): {"request": ProductCreate, "response": ProductResponse, "status": 200, "errors": [422]},
+    ("GET", "/products/{id}"): {"request": None, "response": ProductResponse, "status": 200, "errors": [404]},
+    ("GET", "/products/variants/{id}"): {"request": None, "response": VariantResponse, "status": 200, "errors": [404]},
+    ("PUT", "/products/variants/{id}"): {
+        "request": VariantUpdate,
+        "response": VariantResponse,
+        "status": 200,
+        "errors": [404, 422],
+    },
+    ("PUT", "/products/variants/{id}/inventory"): {
+        "request": InventoryUpdate,
+        "response": VariantResponse,
+        "status": 200,
+        "errors": [404, 422],
+    },
+    ("POST", "/baskets"): {"request": CreateBasket, "response": BasketResponse, "status": 200, "errors": [403, 422]},
+    ("GET", "/baskets/{id}"): {"request": None, "response": BasketResponse, "status": 200, "errors": [404]},
+    ("POST", "/basket-lines"): {"request": AddLines, "response": BasketResponse, "status": 200, "errors": [403, 422]},
+    ("DELETE", "/basket-lines"): {
+        "request": DeleteLines,
+        "response": BasketResponse,
+        "status": 200,
+        "errors": [403, 422],
+    },
+    ("PUT", "/basket-lines/{id}"): {
+        "request": LineQuantity,
+        "response": BasketResponse,
+        "status": 200,
+        "errors": [403, 404, 422],
+    },
+    ("DELETE", "/basket-lines/{id}"): {
+        "request": None,
+        "response": BasketResponse,
+        "status": 200,
+        "errors": [403, 404],
+    },
+    ("POST", "/basket-lines/{id}/add"): {
+        "request": LineQuantityChange,
+        "response": BasketResponse,
+        "status": 200,
+        "errors": [403, 404, 422],
+    },
+    ("PUT", "/basket-lines/{id}/remove"): {
+        "request": LineQuantityChange,
+        "response": BasketResponse,
+        "status": 200,
+        "errors": [403, 404, 422],
+    },
+}

@@ -1,0 +1,95 @@
+"""Helpers of the basket service's tests (imported by the tests; fixtures are in conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import asyncpg
+import orjson
+
+from shared.bus import HandlerContext, Topology
+from shared.contracts import Contract, envelope_for
+from shared.http import IDENTITY_HEADER
+
+API = "/api/v1"
+ADMIN = {IDENTITY_HEADER: orjson.dumps({"sub": "tests", "roles": ["admin"]}).decode()}
+
+
+def sku(prefix: str = "T") -> str:
+    return f"{prefix}-{secrets.token_hex(5).upper()}"
+
+
+async def create_product(client: Any, *variants: dict[str, Any], name: str = "Test product") -> dict[str, Any]:
+    """Create a product through the admin API; each variant gets a fresh sku unless given."""
+    body = {"name": name, "variants": [{"sku": sku(), "price": "10.00", "inventory": 100, **v} for v in variants]}
+    response = await client.post(f"{API}/products", json=body, headers=ADMIN)
+    assert response.status == 200, await response.text()
+    return (await response.json())["data"]
+
+
+async def create_variant(client: Any, **fields: Any) -> dict[str, Any]:
+    return (await create_product(client, fields))["variants"]["data"][0]
+
+
+@dataclass
+class RecordingContext(HandlerContext):
+    """A real handler context (events go to the outbox) that also keeps what was emitted."""
+
+    emitted: list[Contract] = field(default_factory=list)
+
+    async def emit(self, payload: Contract) -> None:
+        self.emitted.append(payload)
+        await super().emit(payload)
+
+
+async def deliver(pool: asyncpg.Pool, handler: Any, payload: Contract, **kwargs: Any) -> RecordingContext:
+    """Run a consumer's handler as the bus would: in one transaction, from an orders envelope."""
+    envelope = envelope_for(payload, "orders", correlation_id=f"test-{uuid.uuid4().hex[:8]}")
+    async with pool.acquire() as conn, conn.transaction():
+        ctx = RecordingContext(conn, envelope, "basket")
+        await handler(ctx, payload, **kwargs)
+    return ctx
+
+
+class EventTap:
+    """A temporary queue bound to the run's events exchange: what the services really published."""
+
+    def __init__(self, connection: aio_pika.abc.AbstractRobustConnection, queue: aio_pika.abc.AbstractQueue):
+        self.connection = connection
+        self.queue = queue
+        self.messages: list[dict[str, Any]] = []
+
+    async def wait_for(self, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for body in self.messages:
+                    if predicate(body):
+                        return body
+                with contextlib.suppress(aio_pika.exceptions.QueueEmpty):
+                    message = await self.queue.get(no_ack=True, fail=True)
+                    self.messages.append(orjson.loads(message.body))
+                    continue
+                await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def event_tap(infra: Any, *routing_keys: str) -> AsyncIterator[EventTap]:
+    connection = await aio_pika.connect_robust(infra.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            Topology(infra.namespace, "tests").events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for key in routing_keys:
+            await queue.bind(exchange, key)
+        yield EventTap(connection, queue)
+    finally:
+        await connection.close()

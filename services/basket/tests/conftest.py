@@ -1,0 +1,37 @@
+"""Fixtures of the basket service's tests (real Postgres and RabbitMQ)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from basket.app import create_app
+from basket.settings import BasketSettings
+from shared import db
+
+# The helpers module next to this file (tests import it as `basket_testkit`).
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture
+def settings(infra: Any) -> BasketSettings:
+    return infra.settings(BasketSettings)
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, settings: BasketSettings) -> Any:
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def pool(settings: BasketSettings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
