@@ -147,7 +147,7 @@ def client_address(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
     return peer
 
 
-CLIENT = "client"  # request key: the resolved client address, also forwarded upstream
+CLIENT = web.RequestKey("client", str)  # the resolved client address, also forwarded upstream
 
 
 def rate_limit_middleware(settings: GatewaySettings, clock: Callable[[], float] = time.monotonic) -> Callable:
