@@ -210,7 +210,7 @@ async def basket_lines(conn: asyncpg.Connection, basket_id: str) -> list[asyncpg
         JOIN variants v ON v.id = l.variant_id
         JOIN products p ON p.id = v.product_id
         WHERE l.basket_id = $1
-        ORDER BY l.created_at, l.id
+        ORDER BY l.seq
         """,
         basket_id,
     )
