@@ -1,5 +1,6 @@
 from aiohttp import web
 
+from orders import consumers, handlers, saga
 from orders.settings import OrdersSettings
 from shared import http, idempotency, runtime
 
@@ -14,7 +15,12 @@ def create_app(settings: OrdersSettings) -> web.Application:
             runtime.database(settings),
             runtime.broker(settings),
             runtime.outbox_relay(settings),
+            runtime.rpc_client(settings),
+            saga.outcome_waiter(settings),
+            runtime.event_consumer(settings, consumers.subscriptions(settings)),
+            saga.attempt_sweeper(settings),
         ]
     )
+    app.add_routes(handlers.ROUTES)
     runtime.add_health_routes(app)
     return app

@@ -1,0 +1,229 @@
+"""The events orders consumes: the checkout saga's replies and the after-placement updates.
+
+Each handler runs in one transaction with its inbox row (a redelivered event is dropped before
+it gets here) and is itself a compare-and-set keyed on the checkout attempt or the status, so a
+late or duplicate event with a new id is a logged no-op as well.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from orders import domain, queries, saga
+from orders.settings import OrdersSettings
+from shared.bus import HandlerContext, Subscription
+from shared.contracts import (
+    Address,
+    LineQuantity,
+    OrderChargeRequested,
+    OrderPlaced,
+    OrderStatusChanged,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentRefunded,
+    PaymentVoided,
+    ShipmentDispatched,
+    StockRefused,
+    StockReserved,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _ignored(what: str, order_id: str, **extra: object) -> None:
+    log.info("late or duplicate event ignored", extra={"event": what, "order_id": order_id, **extra})
+
+
+async def on_stock_reserved(ctx: HandlerContext, event: StockReserved) -> None:
+    """Step 3: charge exactly the order's total, once per attempt; the token leaves the table."""
+    conn = ctx.conn
+    attempt = await queries.lock_attempt(conn, event.attempt_id, event.order_id)
+    if attempt is None or attempt["stage"] != "stock_requested":
+        _ignored("stock.reserved", event.order_id, stage=attempt and attempt["stage"])
+        return
+    order = await queries.lock_order(conn, event.order_id)
+    if order is None or order["status"] != domain.PAYMENT_PROCESSING or order["attempt_id"] != event.attempt_id:
+        _ignored("stock.reserved", event.order_id, status=order and order["status"])
+        return
+    # Amount and currency come from the order (frozen while in flight), never from a client.
+    await queries.request_charge(
+        conn,
+        event.attempt_id,
+        reservation_id=event.reservation_id,
+        amount=order["order_total"],
+        currency=order["currency"],
+    )
+    contact = order["contact_details"] or {}
+    await ctx.emit(
+        OrderChargeRequested(
+            order_id=order["id"],
+            attempt_id=event.attempt_id,
+            amount=order["order_total"],
+            currency=order["currency"],
+            payment_type_id=attempt["payment_type_id"],
+            payment_token=attempt["payment_token"],
+            customer_email=contact.get("email"),
+            notes=order["notes"],
+        )
+    )
+
+
+async def on_stock_refused(ctx: HandlerContext, event: StockRefused) -> None:
+    await saga.fail_attempt(
+        ctx.conn,
+        ctx.emit,
+        order_id=event.order_id,
+        attempt_id=event.attempt_id,
+        expected_stage="stock_requested",
+        stage="refused",
+        reason="stock-refused",
+        errors=event.errors,
+    )
+
+
+async def on_payment_declined(ctx: HandlerContext, event: PaymentDeclined) -> None:
+    if event.transaction is not None:
+        await queries.upsert_transaction(ctx.conn, event.transaction, event.attempt_id)
+    await saga.fail_attempt(
+        ctx.conn,
+        ctx.emit,
+        order_id=event.order_id,
+        attempt_id=event.attempt_id,
+        expected_stage="charge_requested",
+        stage="declined",
+        reason=event.reason or "payment-declined",
+    )
+
+
+def placing_handler(settings: OrdersSettings):
+    async def on_payment_captured(ctx: HandlerContext, event: PaymentCaptured) -> None:
+        """Step 5: place the order: success status, placed_at, a gap-free reference; freeze it."""
+        conn = ctx.conn
+        await queries.upsert_transaction(conn, event.transaction, event.attempt_id)
+        attempt = await queries.lock_attempt(conn, event.attempt_id, event.order_id)
+        if attempt is None or attempt["stage"] != "charge_requested":
+            if attempt is None or attempt["stage"] != "captured":
+                # Money moved for an attempt this order no longer waits for: a human must look.
+                log.error(
+                    "payment captured for an attempt that is not charging",
+                    extra={"order_id": event.order_id, "attempt_id": str(event.attempt_id)},
+                )
+            else:
+                _ignored("payment.captured", event.order_id)
+            return
+        order = await queries.lock_order(conn, event.order_id)
+        if order is None or order["status"] != domain.PAYMENT_PROCESSING or order["attempt_id"] != event.attempt_id:
+            log.error("payment captured for an order not in flight", extra={"order_id": event.order_id})
+            return
+        await queries.lock_basket(conn, order["basket_id"])
+        status = domain.transition(
+            order["status"], domain.success_status(event.success_status or attempt["success_status"])
+        )
+        placed_at = datetime.now(UTC)
+        number = await queries.next_reference_number(conn, domain.reference_period(placed_at))
+        reference = domain.reference(settings.reference_prefix, domain.reference_period(placed_at), number)
+        placed = await queries.place_order(
+            conn,
+            order["id"],
+            event.attempt_id,
+            status=status,
+            placed_at=placed_at,
+            reference=reference,
+            invoice_reference=domain.invoice_reference(reference),
+            order_type=attempt["payment_type_name"],
+        )
+        if placed is None:  # cannot happen while both rows are locked; never place twice
+            raise RuntimeError(f"order {order['id']} changed under its lock")
+        await queries.finish_attempt(conn, event.attempt_id, expected="charge_requested", stage="captured")
+        lines = await queries.get_lines(conn, order["id"])
+        await ctx.emit(
+            OrderPlaced(
+                order_id=placed["id"],
+                attempt_id=event.attempt_id,
+                basket_id=placed["basket_id"],
+                reference=reference,
+                status=status,
+                order_total=placed["order_total"],
+                currency=placed["currency"],
+                lines=[
+                    LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
+                    for line in lines
+                    if not line["is_shipping"] and line["variant_id"]
+                ],
+                shipping_address=Address(**placed["shipping_details"]) if placed["shipping_details"] else None,
+                shipping_method=placed["shipping_method"],
+                shipping_price_id=placed["shipping_price_id"],
+                placed_at=placed_at,
+            )
+        )
+        await ctx.emit(OrderStatusChanged(order_id=placed["id"], from_status=order["status"], to_status=status))
+        await queries.notify_outcome(conn, order["id"])
+
+    return on_payment_captured
+
+
+async def _follow(
+    ctx: HandlerContext,
+    what: str,
+    order_id: str,
+    target: str,
+    *,
+    tracking_no: str | None = None,
+    dispatched_at: datetime | None = None,
+) -> None:
+    """A placed order follows payments or shipping (refunded, voided, dispatched) exactly once."""
+    order = await queries.lock_order(ctx.conn, order_id)
+    if order is None or not domain.can_transition(order["status"], target):
+        _ignored(what, order_id, status=order and order["status"])
+        return
+    changed = await queries.change_status(
+        ctx.conn,
+        order_id,
+        expected=order["status"],
+        version=order["version"],
+        status=target,
+        tracking_no=tracking_no,
+        dispatched_at=dispatched_at,
+    )
+    if changed is None:
+        _ignored(what, order_id)
+        return
+    await ctx.emit(
+        OrderStatusChanged(order_id=order_id, from_status=order["status"], to_status=target, tracking_no=tracking_no)
+    )
+
+
+async def on_payment_refunded(ctx: HandlerContext, event: PaymentRefunded) -> None:
+    await queries.upsert_transaction(ctx.conn, event.transaction, None)
+    if event.fully_refunded:
+        await _follow(ctx, "payment.refunded", event.order_id, domain.REFUNDED)
+
+
+async def on_payment_voided(ctx: HandlerContext, event: PaymentVoided) -> None:
+    await queries.upsert_transaction(ctx.conn, event.transaction, None)
+    await _follow(ctx, "payment.voided", event.order_id, domain.VOIDED)
+
+
+async def on_shipment_dispatched(ctx: HandlerContext, event: ShipmentDispatched) -> None:
+    await _follow(
+        ctx,
+        "shipment.dispatched",
+        event.order_id,
+        domain.DISPATCHED,
+        tracking_no=event.tracking_no,
+        dispatched_at=event.dispatched_at,
+    )
+
+
+def subscriptions(settings: OrdersSettings) -> dict[str, Subscription]:
+    handlers = (
+        Subscription(StockReserved, on_stock_reserved),
+        Subscription(StockRefused, on_stock_refused),
+        Subscription(PaymentCaptured, placing_handler(settings)),
+        Subscription(PaymentDeclined, on_payment_declined),
+        Subscription(PaymentRefunded, on_payment_refunded),
+        Subscription(PaymentVoided, on_payment_voided),
+        Subscription(ShipmentDispatched, on_shipment_dispatched),
+    )
+    return {sub.model.routing_key(): sub for sub in handlers}

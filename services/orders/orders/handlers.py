@@ -1,0 +1,798 @@
+"""HTTP handlers of the orders service and its route table (ROUTES, registered in create_app).
+
+Every change to an order is a compare-and-set on its version: read the order, ask other
+services what is needed (basket snapshot, shipping quote) outside any transaction, then write
+in one transaction that first claims the version it read; a concurrent change makes it start
+over. Other services' data comes by request/reply over the bus, never over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+from aiohttp import web
+
+from orders import domain, queries, saga, views
+from orders.models import (
+    AddressIn,
+    ContactIn,
+    CreateOrderIn,
+    ListOrdersQuery,
+    ProcessIn,
+    ShippingCostIn,
+    UpdateOrderIn,
+)
+from orders.settings import OrdersSettings
+from shared import bus, http, outbox, runtime
+from shared.contracts import (
+    BasketSnapshot,
+    BasketSnapshotLine,
+    Contract,
+    GetBasketSnapshot,
+    LineQuantity,
+    OrderCreated,
+    OrderStatusChanged,
+    OrderStockRequested,
+    QuoteShipping,
+    ResolvePayment,
+    ShippingPriceView,
+)
+from shared.http import ApiError, NotFound, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+EDIT_RETRIES = 5
+MSG_BASKET_PLACED = "This basket already has an order that has been placed"
+MSG_ALREADY_PROCESSED = "This order has already been processed"
+MSG_IN_FLIGHT = "This order is being processed"
+MSG_PAYMENT_FAILED = "Payment has failed"
+MSG_CHOOSE_SHIPPING = "Please choose a shipping option"
+MSG_CHANGED = "The order changed while it was being updated; please retry"
+
+
+def _settings(request: web.Request) -> OrdersSettings:
+    settings = request.app[runtime.SETTINGS]
+    assert isinstance(settings, OrdersSettings)
+    return settings
+
+
+def _pool(request: web.Request) -> asyncpg.Pool:
+    return request.app[runtime.POOL]
+
+
+async def _ask(request: web.Request, message: Contract, service: str) -> Any:
+    """Request/reply with another service; its absence is a 503 in the GetCandy shape."""
+    try:
+        return await request.app[runtime.RPC].call(message)
+    except bus.RpcError as exc:
+        log.warning("request/reply failed", extra={"type": message.type, "error": str(exc)})
+        raise ApiError(503, f"The {service} service is unavailable") from exc
+
+
+async def _emit(conn: asyncpg.Connection, request: web.Request, payload: Contract) -> None:
+    await outbox.enqueue(conn, payload, "orders", correlation_id=request.get("request_id"))
+
+
+async def _get_order(request: web.Request, order_id: str) -> asyncpg.Record:
+    order = await queries.get_order(_pool(request), order_id)
+    if order is None:
+        raise NotFound()
+    return order
+
+
+def _not_editable(exc: domain.NotEditable) -> ApiError:
+    return ApiError(exc.http_status, exc.message)
+
+
+async def _respond(request: web.Request, order: asyncpg.Record, status: int = 200, extra: set[str] | None = None):
+    wanted = http.includes(request) | (extra or set())
+    return http.json_response({"data": await views.load_order_view(_pool(request), order, wanted)}, status=status)
+
+
+def _no_basis(order: asyncpg.Record) -> object:
+    return None
+
+
+def _shipping_basis(order: asyncpg.Record) -> object:
+    """What a shipping quote was asked with: while it holds, the quote is still good."""
+    return (
+        order["shipping_details"],
+        order["shipping_price_id"],
+        order["sub_total"],
+        order["weight_grams"],
+        order["currency"],
+    )
+
+
+async def _claim(
+    conn: asyncpg.Connection, order: asyncpg.Record, basis: Callable[[asyncpg.Record], object]
+) -> asyncpg.Record | None:
+    """Lock the order and claim its version; None when it changed in a way the plan depends on.
+
+    A change the plan does not depend on (another field, an identical concurrent call) does not
+    send the caller round again: concurrent edits queue up on the row lock instead of failing.
+    """
+    locked = await queries.lock_order(conn, order["id"])
+    if locked is None:
+        raise NotFound()
+    try:
+        domain.ensure_editable(locked["status"])
+    except domain.NotEditable as exc:
+        raise _not_editable(exc) from None
+    if locked["version"] != order["version"] and basis(locked) != basis(order):
+        return None
+    if await queries.claim_editable(conn, locked["id"], locked["version"]) is None:
+        return None
+    return locked
+
+
+async def _edit(
+    request: web.Request,
+    order_id: str,
+    plan: Callable[[asyncpg.Record], Awaitable[T]],
+    apply: Callable[[asyncpg.Connection, asyncpg.Record, T], Awaitable[None]],
+    basis: Callable[[asyncpg.Record], object] = _no_basis,
+) -> asyncpg.Record:
+    """Change an unplaced order: plan from what was read, apply under the version claimed."""
+    pool = _pool(request)
+    for _ in range(EDIT_RETRIES):
+        order = await _get_order(request, order_id)
+        try:
+            domain.ensure_editable(order["status"])
+        except domain.NotEditable as exc:
+            raise _not_editable(exc) from None
+        prepared = await plan(order)
+        async with pool.acquire() as conn, conn.transaction():
+            locked = await _claim(conn, order, basis)
+            if locked is None:
+                continue
+            await apply(conn, locked, prepared)
+            await queries.recompute_totals(conn, order_id)
+            fresh = await queries.get_order(conn, order_id)
+        assert fresh is not None
+        return fresh
+    raise ApiError(409, MSG_CHANGED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipping prices (asked of the shipping service)
+
+
+async def _quote(
+    request: web.Request,
+    order: asyncpg.Record,
+    *,
+    address: dict[str, Any],
+    sub_total: int,
+    weight_grams: int,
+    currency: str,
+    price_id: str | None = None,
+) -> list[ShippingPriceView]:
+    reply = await _ask(
+        request,
+        QuoteShipping(
+            order_id=order["id"],
+            country=address["country"],
+            zip=address.get("zip"),
+            sub_total=sub_total,
+            weight_grams=weight_grams,
+            currency=currency,
+            price_id=price_id,
+        ),
+        "shipping",
+    )
+    return list(reply.prices)
+
+
+async def _requote_chosen(
+    request: web.Request,
+    order: asyncpg.Record,
+    *,
+    address: dict[str, Any] | None,
+    sub_total: int,
+    weight_grams: int,
+    currency: str,
+) -> ShippingPriceView | None:
+    """The chosen price again, for a changed order: None when it no longer applies."""
+    price_id = order["shipping_price_id"]
+    if not price_id or not address:
+        return None
+    prices = await _quote(
+        request,
+        order,
+        address=address,
+        sub_total=sub_total,
+        weight_grams=weight_grams,
+        currency=currency,
+        price_id=price_id,
+    )
+    return next((p for p in prices if p.id == price_id and p.currency == currency), None)
+
+
+async def _apply_price(
+    conn: asyncpg.Connection, order_id: str, price: ShippingPriceView | None, preference: str | None
+) -> None:
+    if price is None:
+        await queries.replace_shipping_line(conn, order_id, None)
+        await queries.set_shipping_choice(conn, order_id, method=None, preference=None, price_id=None)
+        return
+    line = domain.shipping_line(price.method.name, price.method.code, price.zone.name, price.rate)
+    await queries.replace_shipping_line(conn, order_id, line)
+    await queries.set_shipping_choice(
+        conn, order_id, method=price.method.name, preference=preference, price_id=price.id
+    )
+
+
+def _price_view(price: ShippingPriceView) -> dict[str, Any]:
+    return {
+        "id": price.id,
+        "rate": price.rate,
+        "tax": price.tax,
+        "fixed": price.fixed,
+        "min_basket": price.min_basket,
+        "min_weight": price.min_weight,
+        "weight_unit": price.weight_unit,
+        "currency": price.currency,
+        "method": {
+            "data": {
+                "id": price.method.id,
+                "type": price.method.type,
+                "name": price.method.name,
+                "description": price.method.description,
+                "code": price.method.code,
+            }
+        },
+        "zone": {"data": {"id": price.zone.id, "name": price.zone.name}},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# POST /orders
+
+
+def _snapshot_lines(snapshot: BasketSnapshot) -> list[dict[str, Any]]:
+    def line(item: BasketSnapshotLine) -> dict[str, Any]:
+        return {
+            "variant_id": item.variant_id,
+            "product_id": item.product_id,
+            "sku": item.sku,
+            "description": item.description,
+            "option": item.option,
+            "quantity": item.quantity,
+            "unit_price": item.unit_price,
+            "unit_qty": item.unit_qty,
+            "line_total": item.line_total,
+            "tax_total": item.tax_total,
+            "tax_rate": item.tax_rate_bp,
+            "discount_total": item.discount_total,
+            "requires_shipping": item.requires_shipping,
+            "weight_grams": item.weight_grams,
+        }
+
+    return [line(item) for item in snapshot.lines]
+
+
+def _basket_totals(snapshot: BasketSnapshot) -> dict[str, Any]:
+    return {
+        "sub_total": snapshot.sub_total,
+        "tax_total": snapshot.tax_total,
+        "discount_total": snapshot.discount_total,
+        "total": snapshot.total,
+        "currency": snapshot.currency,
+    }
+
+
+async def create_order(request: web.Request) -> web.Response:
+    body = await http.read_json(request, CreateOrderIn)
+    extra = {item.strip() for item in (body.include or "").split(",") if item.strip()}
+    if not http.is_id(body.basket_id):
+        raise ValidationFailed.one("basket_id", "The selected basket id is invalid.")
+    reply = await _ask(request, GetBasketSnapshot(basket_id=body.basket_id), "basket")
+    snapshot: BasketSnapshot | None = reply.basket
+    if snapshot is None:
+        raise ValidationFailed.one("basket_id", "The selected basket id is invalid.")
+    if snapshot.used:
+        raise ApiError(403, MSG_BASKET_PLACED)
+    if not snapshot.lines:
+        raise ValidationFailed.one("basket_id", "The basket has no lines.")
+    lines = _snapshot_lines(snapshot)
+    goods = domain.totals(
+        domain.LineAmounts(line["line_total"], line["tax_total"], line["discount_total"], False) for line in lines
+    )
+    pool = _pool(request)
+    for _ in range(EDIT_RETRIES):
+        if await queries.basket_has_placed_order(pool, snapshot.id):
+            raise ApiError(403, MSG_BASKET_PLACED)
+        existing = await queries.open_order_for_basket(pool, snapshot.id)
+        if existing is None:
+            async with pool.acquire() as conn, conn.transaction():
+                await queries.lock_basket(conn, snapshot.id)
+                if await queries.basket_has_placed_order(conn, snapshot.id):
+                    raise ApiError(403, MSG_BASKET_PLACED)
+                created = await queries.insert_order_if_none_open(
+                    conn, basket_id=snapshot.id, currency=snapshot.currency, order_type=body.type
+                )
+                if created is None:  # a concurrent call created it: re-sync that one instead
+                    continue
+                await _sync(conn, created["id"], snapshot, lines, body.type)
+                await queries.recompute_totals(conn, created["id"])
+                order = await queries.get_order(conn, created["id"])
+                assert order is not None
+                await _emit(
+                    conn,
+                    request,
+                    OrderCreated(
+                        order_id=order["id"],
+                        basket_id=order["basket_id"],
+                        status=order["status"],
+                        order_total=order["order_total"],
+                        currency=order["currency"],
+                    ),
+                )
+            return await _respond(request, order, extra=extra)
+        try:
+            domain.ensure_editable(existing["status"])
+        except domain.NotEditable as exc:
+            raise _not_editable(exc) from None
+        # The basket changed what the order holds: the chosen shipping price may not apply now.
+        price = await _requote_chosen(
+            request,
+            existing,
+            address=existing["shipping_details"],
+            sub_total=goods.sub_total,
+            weight_grams=snapshot.weight_grams,
+            currency=snapshot.currency,
+        )
+        async with pool.acquire() as conn, conn.transaction():
+            locked = await _claim(conn, existing, _shipping_basis_of_address)
+            if locked is None:
+                continue
+            await _sync(conn, locked["id"], snapshot, lines, body.type)
+            if locked["shipping_price_id"]:
+                await _apply_price(conn, locked["id"], price, locked["shipping_preference"])
+            await queries.recompute_totals(conn, existing["id"])
+            order = await queries.get_order(conn, existing["id"])
+            assert order is not None
+        return await _respond(request, order, extra=extra)
+    raise ApiError(409, MSG_CHANGED)
+
+
+def _shipping_basis_of_address(order: asyncpg.Record) -> object:
+    return (order["shipping_details"], order["shipping_price_id"], order["currency"])
+
+
+async def _sync(
+    conn: asyncpg.Connection,
+    order_id: str,
+    snapshot: BasketSnapshot,
+    lines: list[dict[str, Any]],
+    order_type: str | None,
+) -> None:
+    await queries.set_basket_sync(
+        conn,
+        order_id,
+        currency=snapshot.currency,
+        weight_grams=snapshot.weight_grams,
+        basket_totals=_basket_totals(snapshot),
+        order_type=order_type,
+    )
+    await queries.replace_goods_lines(conn, order_id, lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order = await _get_order(request, http.path_id(request))
+    return await _respond(request, order)
+
+
+def _page_url(request: web.Request, page: int) -> str:
+    return str(request.url.update_query({"page": str(page)}))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    http.require_admin(request)
+    query = http.query_model(request, ListOrdersQuery)
+    statuses = [s.strip() for s in (query.status or "").split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in domain.STATUSES and not domain.is_success(s)]
+    if unknown:
+        raise ValidationFailed.one("status", "The selected status is invalid.")
+    date_from = datetime.combine(query.date_from, time.min, UTC) if query.date_from else None
+    date_to = datetime.combine(query.date_to, time.min, UTC) + timedelta(days=1) if query.date_to else None
+    total, rows = await queries.list_orders(
+        _pool(request),
+        statuses=statuses,
+        placed_only=query.placed,
+        date_from=date_from,
+        date_to=date_to,
+        limit=query.per_page,
+        offset=(query.page - 1) * query.per_page,
+    )
+    wanted = http.includes(request) & views.ORDER_INCLUDES
+    lines_by_order: dict[str, list[asyncpg.Record]] = {}
+    if rows and wanted & {"lines", "shipping"}:
+        for line in await queries.get_lines_for(_pool(request), [row["id"] for row in rows]):
+            lines_by_order.setdefault(line["order_id"], []).append(line)
+    data = [
+        views.order_view(
+            row,
+            wanted - {"transactions"},
+            lines_by_order.get(row["id"], []) if wanted & {"lines", "shipping"} else None,
+        )
+        for row in rows
+    ]
+    last_page = max(1, math.ceil(total / query.per_page))
+    first_index = (query.page - 1) * query.per_page
+    return http.json_response(
+        {
+            "data": data,
+            "meta": {
+                "current_page": query.page,
+                "per_page": query.per_page,
+                "total": total,
+                "last_page": last_page,
+                "from": first_index + 1 if rows else None,
+                "to": first_index + len(rows) if rows else None,
+                "path": str(request.url.with_query(None)),
+            },
+            "links": {
+                "first": _page_url(request, 1),
+                "last": _page_url(request, last_page),
+                "prev": _page_url(request, query.page - 1) if query.page > 1 else None,
+                "next": _page_url(request, query.page + 1) if query.page < last_page else None,
+            },
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Addresses, contact, shipping cost
+
+
+def _address(body: AddressIn) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    if not body.county and not body.state:
+        errors["county"] = ["The county field is required when state is not present."]
+    code = domain.country_code(body.country)
+    if code is None:
+        errors["country"] = ["The selected country is invalid."]
+    if errors:
+        raise ValidationFailed(errors)
+    address = body.model_dump()
+    address["country"] = code
+    return address
+
+
+async def put_shipping_address(request: web.Request) -> web.Response:
+    order_id = http.path_id(request)
+    address = _address(await http.read_json(request, AddressIn))
+
+    async def plan(order: asyncpg.Record) -> ShippingPriceView | None:
+        return await _requote_chosen(
+            request,
+            order,
+            address=address,
+            sub_total=order["sub_total"],
+            weight_grams=order["weight_grams"],
+            currency=order["currency"],
+        )
+
+    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView | None) -> None:
+        await queries.set_address(conn, order["id"], "shipping", address)
+        if order["shipping_price_id"]:
+            await _apply_price(conn, order["id"], price, order["shipping_preference"])
+
+    def basis(order: asyncpg.Record) -> object:
+        return (order["shipping_price_id"], order["sub_total"], order["weight_grams"], order["currency"])
+
+    return await _respond(request, await _edit(request, order_id, plan, apply, basis))
+
+
+async def put_billing_address(request: web.Request) -> web.Response:
+    order_id = http.path_id(request)
+    address = _address(await http.read_json(request, AddressIn))
+
+    async def plan(order: asyncpg.Record) -> None:
+        return None
+
+    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, _: None) -> None:
+        await queries.set_address(conn, order["id"], "billing", address)
+
+    return await _respond(request, await _edit(request, order_id, plan, apply))
+
+
+async def put_contact(request: web.Request) -> web.Response:
+    order_id = http.path_id(request)
+    body = await http.read_json(request, ContactIn)
+    contact = {"email": str(body.email), "phone": body.phone}
+
+    async def plan(order: asyncpg.Record) -> None:
+        return None
+
+    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, _: None) -> None:
+        await queries.set_contact(conn, order["id"], contact)
+
+    return await _respond(request, await _edit(request, order_id, plan, apply))
+
+
+async def shipping_methods(request: web.Request) -> web.Response:
+    order = await _get_order(request, http.path_id(request))
+    address = order["shipping_details"]
+    if not address:
+        raise ValidationFailed.one("shipping_address", domain.MSG_NO_SHIPPING_ADDRESS)
+    prices = await _quote(
+        request,
+        order,
+        address=address,
+        sub_total=order["sub_total"],
+        weight_grams=order["weight_grams"],
+        currency=order["currency"],
+    )
+    return http.json_response({"data": [_price_view(p) for p in prices if p.currency == order["currency"]]})
+
+
+async def put_shipping_cost(request: web.Request) -> web.Response:
+    order_id = http.path_id(request)
+    body = await http.read_json(request, ShippingCostIn)
+    price_id = body.price_id
+    if not price_id or not http.is_id(price_id):
+        raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
+
+    async def plan(order: asyncpg.Record) -> ShippingPriceView:
+        if not order["shipping_details"]:
+            raise ValidationFailed.one("shipping_address", domain.MSG_NO_SHIPPING_ADDRESS)
+        prices = await _quote(
+            request,
+            order,
+            address=order["shipping_details"],
+            sub_total=order["sub_total"],
+            weight_grams=order["weight_grams"],
+            currency=order["currency"],
+            price_id=price_id,
+        )
+        price = next((p for p in prices if p.id == price_id and p.currency == order["currency"]), None)
+        if price is None:
+            raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
+        return price
+
+    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView) -> None:
+        await _apply_price(conn, order["id"], price, body.preference)
+
+    return await _respond(request, await _edit(request, order_id, plan, apply, _shipping_basis))
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin: status, tracking number, expiry
+
+
+async def update_order(request: web.Request) -> web.Response:
+    http.require_admin(request)
+    order_id = http.path_id(request)
+    body = await http.read_json(request, UpdateOrderIn)
+    if body.status is None and body.tracking_no is None:
+        raise ValidationFailed.one("status", "The status field is required when tracking no is not present.")
+    pool = _pool(request)
+    for _ in range(EDIT_RETRIES):
+        order = await _get_order(request, order_id)
+        target = body.status
+        async with pool.acquire() as conn, conn.transaction():
+            if target is not None and target != order["status"]:
+                try:
+                    domain.admin_transition(order["status"], target)
+                except domain.TransitionRefused as exc:
+                    raise ValidationFailed.one("status", str(exc)) from None
+                changed = await queries.change_status(
+                    conn,
+                    order_id,
+                    expected=order["status"],
+                    version=order["version"],
+                    status=target,
+                    tracking_no=body.tracking_no,
+                    dispatched_at=datetime.now(UTC) if target == domain.DISPATCHED else None,
+                )
+                if changed is None:
+                    continue
+                await _emit(
+                    conn,
+                    request,
+                    OrderStatusChanged(
+                        order_id=order_id, from_status=order["status"], to_status=target, tracking_no=body.tracking_no
+                    ),
+                )
+            elif body.tracking_no is not None:
+                changed = await queries.set_tracking_no(conn, order_id, order["version"], body.tracking_no)
+                if changed is None:
+                    continue
+            else:
+                changed = order
+        return await _respond(request, changed)
+    raise ApiError(409, MSG_CHANGED)
+
+
+async def expire_order(request: web.Request) -> web.Response:
+    http.require_admin(request)
+    order_id = http.path_id(request)
+    pool = _pool(request)
+    for _ in range(EDIT_RETRIES):
+        order = await _get_order(request, order_id)
+        if order["status"] == domain.EXPIRED:
+            return web.Response(status=204)
+        if not domain.can_transition(order["status"], domain.EXPIRED):
+            raise ApiError(422, "This order cannot be expired")
+        async with pool.acquire() as conn, conn.transaction():
+            changed = await queries.change_status(
+                conn, order_id, expected=order["status"], version=order["version"], status=domain.EXPIRED
+            )
+            if changed is None:
+                continue
+            await _emit(
+                conn,
+                request,
+                OrderStatusChanged(order_id=order_id, from_status=order["status"], to_status=domain.EXPIRED),
+            )
+        return web.Response(status=204)
+    raise ApiError(409, MSG_CHANGED)
+
+
+# ---------------------------------------------------------------------------------------------
+# POST /orders/process: the checkout saga
+
+
+def _ensure_processable(order: asyncpg.Record) -> None:
+    status = order["status"]
+    if order["placed_at"] is not None or domain.is_placed(status):
+        raise ApiError(422, MSG_ALREADY_PROCESSED)
+    if status == domain.PAYMENT_PROCESSING:
+        raise ApiError(409, MSG_IN_FLIGHT)
+    if status not in domain.PROCESSABLE:
+        raise ApiError(422, "This order has expired")
+
+
+def _readiness(order: asyncpg.Record, lines: list[asyncpg.Record]) -> domain.Readiness:
+    goods = [line for line in lines if not line["is_shipping"]]
+    contact = order["contact_details"] or {}
+    return domain.Readiness(
+        line_count=len(goods),
+        needs_shipping=any(line["requires_shipping"] for line in goods),
+        has_shipping_address=bool(order["shipping_details"]),
+        has_shipping_price=bool(order["shipping_price_id"]) and any(line["is_shipping"] for line in lines),
+        has_billing_address=bool(order["billing_details"]),
+        has_contact_email=bool(contact.get("email")),
+        order_total=order["order_total"],
+    )
+
+
+async def _complete_order(request: web.Request, order_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    order = await queries.get_order(_pool(request), order_id)
+    if order is None:
+        raise ValidationFailed.one("order_id", "The selected order id is invalid.")
+    _ensure_processable(order)
+    lines = await queries.get_lines(_pool(request), order_id)
+    errors = domain.missing_for_checkout(_readiness(order, lines))
+    if errors:
+        raise ValidationFailed(errors)
+    return order, lines
+
+
+async def process_order(request: web.Request) -> web.Response:
+    body = await http.read_json(request, ProcessIn)
+    if not http.is_id(body.order_id):
+        raise ValidationFailed.one("order_id", "The selected order id is invalid.")
+    await _complete_order(request, body.order_id)
+    resolved = await _ask(
+        request,
+        ResolvePayment(
+            payment_type_id=body.payment_type_id, payment_type=body.payment_type, payment_token=body.payment_token
+        ),
+        "payments",
+    )
+    if resolved.errors:
+        raise ValidationFailed(dict(resolved.errors))
+    payment_type = resolved.payment_type
+    if payment_type is None:
+        raise ValidationFailed.one("payment_type_id", "The selected payment type is invalid.")
+    attempt_id = uuid.uuid4()
+    pool = _pool(request)
+    for _ in range(EDIT_RETRIES):
+        order, lines = await _complete_order(request, body.order_id)
+        async with pool.acquire() as conn, conn.transaction():
+            domain.transition(order["status"], domain.PAYMENT_PROCESSING)
+            started = await queries.start_processing(
+                conn,
+                order["id"],
+                expected=order["status"],
+                version=order["version"],
+                attempt_id=attempt_id,
+                notes=body.notes,
+                customer_reference=body.customer_reference,
+                meta=body.meta,
+            )
+            if started is None:
+                continue
+            await queries.insert_attempt(
+                conn,
+                attempt_id=attempt_id,
+                order_id=order["id"],
+                payment_type_id=payment_type.id,
+                payment_type_name=payment_type.name,
+                payment_type_handle=payment_type.handle,
+                payment_driver=payment_type.driver,
+                success_status=domain.success_status(payment_type.success_status),
+                payment_token=body.payment_token,
+                currency=order["currency"],
+            )
+            await _emit(
+                conn,
+                request,
+                OrderStockRequested(
+                    order_id=order["id"],
+                    attempt_id=attempt_id,
+                    basket_id=order["basket_id"],
+                    lines=[
+                        LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
+                        for line in lines
+                        if not line["is_shipping"] and line["variant_id"]
+                    ],
+                ),
+            )
+            await _emit(
+                conn,
+                request,
+                OrderStatusChanged(
+                    order_id=order["id"], from_status=order["status"], to_status=domain.PAYMENT_PROCESSING
+                ),
+            )
+        break
+    else:
+        raise ApiError(409, MSG_CHANGED)
+    return await _await_outcome(request, body.order_id, attempt_id)
+
+
+async def _await_outcome(request: web.Request, order_id: str, attempt_id: uuid.UUID) -> web.Response:
+    pool = _pool(request)
+    settings = _settings(request)
+
+    async def check() -> asyncpg.Record | None:
+        attempt = await queries.get_attempt(pool, attempt_id)
+        if attempt is None or attempt["stage"] in queries.IN_FLIGHT_STAGES:
+            return None
+        return attempt
+
+    attempt = await request.app[saga.WAITER].wait(order_id, check, settings.process_deadline)
+    order = await _get_order(request, order_id)
+    if attempt is None:
+        # Past the deadline: the saga goes on; a later GET shows the outcome.
+        return await _respond(request, order, status=202)
+    stage = attempt["stage"]
+    if stage == "captured":
+        return await _respond(request, order, extra={"lines", "shipping", "transactions"})
+    if stage == "refused":
+        raise ValidationFailed(attempt["errors"] or {"lines": ["Insufficient stock levels"]})
+    if stage == "timed_out":
+        raise ApiError(503, "The stock could not be reserved in time; please try again")
+    raise ApiError(403, MSG_PAYMENT_FAILED)
+
+
+ROUTES: list[web.RouteDef] = [
+    web.post("/api/v1/orders/process", process_order),
+    web.post("/api/v1/orders", create_order),
+    web.get("/api/v1/orders", list_orders),
+    web.get("/api/v1/orders/{id}", get_order),
+    web.put("/api/v1/orders/{id}", update_order),
+    web.post("/api/v1/orders/{id}/expire", expire_order),
+    web.put("/api/v1/orders/{id}/shipping/address", put_shipping_address),
+    web.put("/api/v1/orders/{id}/billing/address", put_billing_address),
+    web.put("/api/v1/orders/{id}/contact", put_contact),
+    web.get("/api/v1/orders/{id}/shipping/methods", shipping_methods),
+    web.put("/api/v1/orders/{id}/shipping/cost", put_shipping_cost),
+]

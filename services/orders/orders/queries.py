@@ -1,0 +1,575 @@
+"""All SQL of the orders service; explicit column lists, compare-and-set for every state change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from orders import domain
+from shared.http import new_id
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+ORDER_COLUMNS = """
+    id, basket_id, status, version, type, currency, sub_total, delivery_total, discount_total,
+    tax_total, order_total, weight_grams, basket_totals, shipping_details, billing_details,
+    contact_details, shipping_method, shipping_preference, shipping_price_id, display_id,
+    reference, invoice_reference, customer_reference, notes, meta, tracking_no, attempt_id,
+    placed_at, dispatched_at, created_at, updated_at
+"""
+
+LINE_COLUMNS = """
+    id, order_id, position, variant_id, product_id, sku, description, option, quantity, unit_price,
+    unit_qty, line_total, tax_total, tax_rate, discount_total, delivery_total, is_shipping,
+    is_manual, requires_shipping, weight_grams, meta
+"""
+
+ATTEMPT_COLUMNS = """
+    attempt_id, order_id, stage, payment_type_id, payment_type_name, payment_type_handle,
+    payment_driver, success_status, payment_token, amount, currency, reservation_id, reason,
+    errors, created_at, updated_at
+"""
+
+TRANSACTION_COLUMNS = """
+    id, order_id, attempt_id, transaction_id, merchant, amount, currency, provider, driver,
+    success, refund, status, card_type, last_four, notes, created_at
+"""
+
+IN_FLIGHT_STAGES = ("stock_requested", "charge_requested")
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders: reads
+
+
+async def get_order(conn: Conn, order_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)
+
+
+async def lock_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE", order_id)
+
+
+async def open_order_for_basket(conn: Conn, basket_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE basket_id = $1 AND placed_at IS NULL AND status <> 'expired'",
+        basket_id,
+    )
+
+
+async def basket_has_placed_order(conn: Conn, basket_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM orders WHERE basket_id = $1 AND placed_at IS NOT NULL)", basket_id
+        )
+    )
+
+
+def _listing_filter(
+    statuses: Sequence[str] | None, placed_only: bool, date_from: datetime | None, date_to: datetime | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if statuses:
+        args.append(list(statuses))
+        clauses.append(f"status = ANY(${len(args)}::text[])")
+    elif placed_only:
+        clauses.append("placed_at IS NOT NULL")
+    if date_from is not None:
+        args.append(date_from)
+        clauses.append(f"coalesce(placed_at, created_at) >= ${len(args)}")
+    if date_to is not None:
+        args.append(date_to)
+        clauses.append(f"coalesce(placed_at, created_at) < ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+async def list_orders(
+    conn: Conn,
+    *,
+    statuses: Sequence[str] | None,
+    placed_only: bool,
+    date_from: datetime | None,
+    date_to: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    where, args = _listing_filter(statuses, placed_only, date_from, date_to)
+    total = await conn.fetchval(f"SELECT count(*) FROM orders{where}", *args)
+    rows = await conn.fetch(
+        f"SELECT {ORDER_COLUMNS} FROM orders{where} "
+        f"ORDER BY coalesce(placed_at, created_at) DESC, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    return total, rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders: writes
+
+
+async def lock_basket(conn: asyncpg.Connection, basket_id: str) -> None:
+    """Serialises creating a basket's order with placing one (until the transaction ends)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('orders.basket:' || $1, 0))", basket_id)
+
+
+async def insert_order_if_none_open(
+    conn: asyncpg.Connection, *, basket_id: str, currency: str, order_type: str | None
+) -> asyncpg.Record | None:
+    """Create the basket's open order, or nothing when one exists (the partial unique index)."""
+    return await conn.fetchrow(
+        f"""
+        WITH n AS (SELECT nextval('order_display_seq') AS v)
+        INSERT INTO orders (id, basket_id, status, type, currency, display_id)
+        SELECT $1, $2, $3, $4, $5, '#ORD-' || lpad(n.v::text, greatest(4, length(n.v::text)), '0') FROM n
+        ON CONFLICT (basket_id) WHERE placed_at IS NULL AND status <> 'expired' DO NOTHING
+        RETURNING {ORDER_COLUMNS}
+        """,
+        new_id(),
+        basket_id,
+        domain.AWAITING_PAYMENT,
+        order_type,
+        currency,
+    )
+
+
+async def claim_editable(conn: asyncpg.Connection, order_id: str, version: int) -> int | None:
+    """Compare-and-set: the order is still at `version` and editable; bumps the version."""
+    return await conn.fetchval(
+        """
+        UPDATE orders SET version = version + 1, updated_at = now()
+        WHERE id = $1 AND version = $2 AND status = ANY($3::text[])
+        RETURNING version
+        """,
+        order_id,
+        version,
+        list(domain.EDITABLE),
+    )
+
+
+async def set_basket_sync(
+    conn: asyncpg.Connection,
+    order_id: str,
+    *,
+    currency: str,
+    weight_grams: int,
+    basket_totals: dict[str, Any],
+    order_type: str | None,
+) -> None:
+    await conn.execute(
+        """
+        UPDATE orders SET currency = $2, weight_grams = $3, basket_totals = $4, type = coalesce($5, type)
+        WHERE id = $1
+        """,
+        order_id,
+        currency,
+        weight_grams,
+        basket_totals,
+        order_type,
+    )
+
+
+async def set_address(conn: asyncpg.Connection, order_id: str, kind: str, address: dict[str, Any]) -> None:
+    column = {"shipping": "shipping_details", "billing": "billing_details"}[kind]
+    await conn.execute(f"UPDATE orders SET {column} = $2 WHERE id = $1", order_id, address)
+
+
+async def set_contact(conn: asyncpg.Connection, order_id: str, contact: dict[str, Any]) -> None:
+    await conn.execute("UPDATE orders SET contact_details = $2 WHERE id = $1", order_id, contact)
+
+
+async def set_shipping_choice(
+    conn: asyncpg.Connection,
+    order_id: str,
+    *,
+    method: str | None,
+    preference: str | None,
+    price_id: str | None,
+) -> None:
+    await conn.execute(
+        "UPDATE orders SET shipping_method = $2, shipping_preference = $3, shipping_price_id = $4 WHERE id = $1",
+        order_id,
+        method,
+        preference,
+        price_id,
+    )
+
+
+async def recompute_totals(conn: asyncpg.Connection, order_id: str) -> domain.Totals:
+    """Totals from the lines; only ever called for an unplaced order whose row this tx holds."""
+    rows = await conn.fetch(
+        "SELECT line_total, tax_total, discount_total, is_shipping FROM order_lines WHERE order_id = $1", order_id
+    )
+    result = domain.totals(
+        domain.LineAmounts(r["line_total"], r["tax_total"], r["discount_total"], r["is_shipping"]) for r in rows
+    )
+    await conn.execute(
+        """
+        UPDATE orders SET sub_total = $2, delivery_total = $3, discount_total = $4, tax_total = $5, order_total = $6
+        WHERE id = $1 AND placed_at IS NULL
+        """,
+        order_id,
+        result.sub_total,
+        result.delivery_total,
+        result.discount_total,
+        result.tax_total,
+        result.order_total,
+    )
+    return result
+
+
+async def change_status(
+    conn: asyncpg.Connection,
+    order_id: str,
+    *,
+    expected: str,
+    version: int,
+    status: str,
+    tracking_no: str | None = None,
+    dispatched_at: datetime | None = None,
+) -> asyncpg.Record | None:
+    """Compare-and-set a status change; None when the order moved on meanwhile."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET status = $4, version = version + 1, updated_at = now(),
+            tracking_no = coalesce($5, tracking_no),
+            dispatched_at = coalesce(dispatched_at, $6)
+        WHERE id = $1 AND status = $2 AND version = $3
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        expected,
+        version,
+        status,
+        tracking_no,
+        dispatched_at,
+    )
+
+
+async def set_tracking_no(
+    conn: asyncpg.Connection, order_id: str, version: int, tracking_no: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET tracking_no = $3, version = version + 1, updated_at = now()
+        WHERE id = $1 AND version = $2
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        version,
+        tracking_no,
+    )
+
+
+async def start_processing(
+    conn: asyncpg.Connection,
+    order_id: str,
+    *,
+    expected: str,
+    version: int,
+    attempt_id: uuid.UUID,
+    notes: str | None,
+    customer_reference: str | None,
+    meta: Any,
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET status = $4, version = version + 1, updated_at = now(), attempt_id = $5,
+            notes = coalesce($6, notes), customer_reference = coalesce($7, customer_reference),
+            meta = coalesce($8, meta)
+        WHERE id = $1 AND status = $2 AND version = $3
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        expected,
+        version,
+        domain.PAYMENT_PROCESSING,
+        attempt_id,
+        notes,
+        customer_reference,
+        meta,
+    )
+
+
+async def fail_attempt_order(conn: asyncpg.Connection, order_id: str, attempt_id: uuid.UUID) -> asyncpg.Record | None:
+    """payment-processing -> failed, only for the order's current attempt."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET status = $3, version = version + 1, updated_at = now()
+        WHERE id = $1 AND attempt_id = $2 AND status = $4
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        attempt_id,
+        domain.FAILED,
+        domain.PAYMENT_PROCESSING,
+    )
+
+
+async def next_reference_number(conn: asyncpg.Connection, period: str) -> int:
+    """The month's next number, in the placing transaction: a rollback gives it back (gap-free)."""
+    return await conn.fetchval(
+        """
+        INSERT INTO reference_counters (period, last_value) VALUES ($1, 1)
+        ON CONFLICT (period) DO UPDATE SET last_value = reference_counters.last_value + 1
+        RETURNING last_value
+        """,
+        period,
+    )
+
+
+async def place_order(
+    conn: asyncpg.Connection,
+    order_id: str,
+    attempt_id: uuid.UUID,
+    *,
+    status: str,
+    placed_at: datetime,
+    reference: str,
+    invoice_reference: str,
+    order_type: str,
+) -> asyncpg.Record | None:
+    """payment-processing -> the success status, only for the order's current attempt."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET status = $3, version = version + 1, updated_at = now(), placed_at = $4,
+            reference = $5, invoice_reference = $6, type = coalesce(type, $7)
+        WHERE id = $1 AND attempt_id = $2 AND status = $8 AND placed_at IS NULL
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        attempt_id,
+        status,
+        placed_at,
+        reference,
+        invoice_reference,
+        order_type,
+        domain.PAYMENT_PROCESSING,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Lines
+
+
+async def get_lines(conn: Conn, order_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = $1 ORDER BY is_shipping, position, id", order_id
+    )
+
+
+async def get_lines_for(conn: Conn, order_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = ANY($1::text[]) ORDER BY is_shipping, position, id",
+        list(order_ids),
+    )
+
+
+async def replace_goods_lines(conn: asyncpg.Connection, order_id: str, lines: Sequence[dict[str, Any]]) -> None:
+    """The basket snapshot's lines replace the order's goods lines (the shipping line stays)."""
+    await conn.execute("DELETE FROM order_lines WHERE order_id = $1 AND NOT is_shipping", order_id)
+    await conn.executemany(
+        """
+        INSERT INTO order_lines (id, order_id, position, variant_id, product_id, sku, description, option,
+            quantity, unit_price, unit_qty, line_total, tax_total, tax_rate, discount_total, requires_shipping,
+            weight_grams, meta)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        """,
+        [
+            (
+                new_id(),
+                order_id,
+                position,
+                line["variant_id"],
+                line["product_id"],
+                line["sku"],
+                line["description"],
+                line["option"],
+                line["quantity"],
+                line["unit_price"],
+                line["unit_qty"],
+                line["line_total"],
+                line["tax_total"],
+                line["tax_rate"],
+                line["discount_total"],
+                line["requires_shipping"],
+                line["weight_grams"],
+                {},
+            )
+            for position, line in enumerate(lines, start=1)
+        ],
+    )
+
+
+async def replace_shipping_line(conn: asyncpg.Connection, order_id: str, line: domain.ShippingLine | None) -> None:
+    """At most one shipping line (a unique index backs this): drop it, then add the new one."""
+    await conn.execute("DELETE FROM order_lines WHERE order_id = $1 AND is_shipping", order_id)
+    if line is None:
+        return
+    await conn.execute(
+        """
+        INSERT INTO order_lines (id, order_id, position, sku, description, option, quantity, unit_price,
+            unit_qty, line_total, tax_total, tax_rate, is_shipping, requires_shipping)
+        VALUES ($1, $2, 0, $3, $4, $5, 1, $6, 1, $7, $8, $9, true, false)
+        """,
+        new_id(),
+        order_id,
+        line.sku,
+        line.description,
+        line.option,
+        line.unit_price,
+        line.line_total,
+        line.tax_total,
+        line.tax_rate,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkout attempts
+
+
+async def insert_attempt(
+    conn: asyncpg.Connection,
+    *,
+    attempt_id: uuid.UUID,
+    order_id: str,
+    payment_type_id: str,
+    payment_type_name: str,
+    payment_type_handle: str,
+    payment_driver: str,
+    success_status: str,
+    payment_token: str | None,
+    currency: str,
+) -> None:
+    await conn.execute(
+        """
+        INSERT INTO checkout_attempts (attempt_id, order_id, stage, payment_type_id, payment_type_name,
+            payment_type_handle, payment_driver, success_status, payment_token, currency)
+        VALUES ($1, $2, 'stock_requested', $3, $4, $5, $6, $7, $8, $9)
+        """,
+        attempt_id,
+        order_id,
+        payment_type_id,
+        payment_type_name,
+        payment_type_handle,
+        payment_driver,
+        success_status,
+        payment_token,
+        currency,
+    )
+
+
+async def get_attempt(conn: Conn, attempt_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {ATTEMPT_COLUMNS} FROM checkout_attempts WHERE attempt_id = $1", attempt_id)
+
+
+async def lock_attempt(conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {ATTEMPT_COLUMNS} FROM checkout_attempts WHERE attempt_id = $1 AND order_id = $2 FOR UPDATE",
+        attempt_id,
+        order_id,
+    )
+
+
+async def request_charge(
+    conn: asyncpg.Connection, attempt_id: uuid.UUID, *, reservation_id: str, amount: int, currency: str
+) -> bool:
+    """stock_requested -> charge_requested; the token is forgotten in the same transaction."""
+    done = await conn.fetchval(
+        """
+        UPDATE checkout_attempts SET stage = 'charge_requested', reservation_id = $2, amount = $3,
+            currency = $4, payment_token = NULL, updated_at = now()
+        WHERE attempt_id = $1 AND stage = 'stock_requested'
+        RETURNING true
+        """,
+        attempt_id,
+        reservation_id,
+        amount,
+        currency,
+    )
+    return bool(done)
+
+
+async def finish_attempt(
+    conn: asyncpg.Connection,
+    attempt_id: uuid.UUID,
+    *,
+    expected: str,
+    stage: str,
+    reason: str | None = None,
+    errors: dict[str, list[str]] | None = None,
+) -> bool:
+    done = await conn.fetchval(
+        """
+        UPDATE checkout_attempts SET stage = $3, reason = $4, errors = $5, payment_token = NULL, updated_at = now()
+        WHERE attempt_id = $1 AND stage = $2
+        RETURNING true
+        """,
+        attempt_id,
+        expected,
+        stage,
+        reason,
+        errors,
+    )
+    return bool(done)
+
+
+async def stalled_attempts(conn: Conn, older_than_seconds: float, limit: int = 100) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """
+        SELECT attempt_id, order_id FROM checkout_attempts
+        WHERE stage = 'stock_requested' AND created_at < now() - make_interval(secs => $1)
+        ORDER BY created_at LIMIT $2
+        """,
+        older_than_seconds,
+        limit,
+    )
+
+
+async def notify_outcome(conn: asyncpg.Connection, order_id: str) -> None:
+    """Wakes the replica whose `POST /orders/process` waits on this order (sent on commit)."""
+    await conn.execute("SELECT pg_notify(current_schema() || '_outcome', $1)", order_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Transactions projection
+
+
+async def upsert_transaction(conn: asyncpg.Connection, tx: Any, attempt_id: uuid.UUID | None) -> None:
+    await conn.execute(
+        """
+        INSERT INTO transactions (id, order_id, attempt_id, transaction_id, merchant, amount, currency, provider,
+            driver, success, refund, status, card_type, last_four, notes, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+        ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, success = EXCLUDED.success,
+            notes = EXCLUDED.notes, updated_at = now()
+        """,
+        tx.id,
+        tx.order_id,
+        attempt_id,
+        tx.transaction_id,
+        tx.merchant,
+        tx.amount,
+        tx.currency,
+        tx.provider,
+        tx.driver,
+        tx.success,
+        tx.refund,
+        tx.status,
+        tx.card_type,
+        tx.last_four,
+        tx.notes,
+        tx.created_at,
+    )
+
+
+async def get_transactions(conn: Conn, order_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE order_id = $1 ORDER BY created_at, id", order_id
+    )

@@ -1,0 +1,176 @@
+"""In-test stand-ins for basket, shipping and payments, built on the contracts in shared/contracts.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared import money
+from shared.contracts import (
+    BasketSnapshot,
+    BasketSnapshotLine,
+    BasketSnapshotReply,
+    GetBasketSnapshot,
+    PaymentTypeView,
+    QuoteShipping,
+    ResolvePayment,
+    ResolvePaymentReply,
+    ShippingMethodView,
+    ShippingPriceView,
+    ShippingQuoteReply,
+    ShippingZoneView,
+)
+from shared.http import new_id
+
+ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
+
+ADDRESS = {
+    "firstname": "Sweet",
+    "lastname": "Tooth",
+    "address": "Sweet Shop Inc.",
+    "address_two": "Pastry Lane",
+    "city": "Chelmsford",
+    "county": "Essex",
+    "zip": "CM2 5TH",
+    "country": "United Kingdom",
+    "phone": "01245 000000",
+}
+
+
+def line(sku: str, quantity: int, unit_price: int, tax_bp: int = 2000, **extra: Any) -> BasketSnapshotLine:
+    line_total = unit_price * quantity
+    return BasketSnapshotLine(
+        variant_id=extra.pop("variant_id", new_id()),
+        product_id=extra.pop("product_id", new_id()),
+        sku=sku,
+        description=extra.pop("description", f"Product {sku}"),
+        option=extra.pop("option", None),
+        quantity=quantity,
+        unit_price=unit_price,
+        unit_qty=1,
+        tax_rate_bp=tax_bp,
+        line_total=line_total,
+        tax_total=money.tax(line_total, tax_bp),
+        weight_grams=extra.pop("weight_grams", 500 * quantity),
+        **extra,
+    )
+
+
+def snapshot(basket_id: str, lines: list[BasketSnapshotLine], used: bool = False) -> BasketSnapshot:
+    sub_total = sum(item.line_total for item in lines)
+    tax_total = sum(item.tax_total for item in lines)
+    return BasketSnapshot(
+        id=basket_id,
+        currency="GBP",
+        used=used,
+        sub_total=sub_total,
+        tax_total=tax_total,
+        discount_total=0,
+        total=sub_total + tax_total,
+        weight_grams=sum(item.weight_grams for item in lines),
+        lines=lines,
+    )
+
+
+@dataclass
+class Store:
+    """The basket service's answers: baskets by id."""
+
+    baskets: dict[str, BasketSnapshot] = field(default_factory=dict)
+    calls: int = 0
+
+    def put(self, lines: list[BasketSnapshotLine], basket_id: str | None = None, used: bool = False) -> str:
+        basket_id = basket_id or new_id()
+        self.baskets[basket_id] = snapshot(basket_id, lines, used)
+        return basket_id
+
+    async def snapshot(self, request: GetBasketSnapshot) -> BasketSnapshotReply:
+        self.calls += 1
+        return BasketSnapshotReply(basket=self.baskets.get(request.basket_id))
+
+
+UK = ShippingZoneView(id=new_id(), name="United Kingdom")
+EU = ShippingZoneView(id=new_id(), name="Europe")
+STANDARD = ShippingMethodView(id=new_id(), type="standard", name="Standard Delivery", code="STD")
+EXPRESS = ShippingMethodView(id=new_id(), type="standard", name="Express Delivery", code="EXP")
+
+
+@dataclass
+class Price:
+    view: ShippingPriceView
+    countries: frozenset[str]
+
+
+def _price(rate: int, method: ShippingMethodView, zone: ShippingZoneView, min_basket: int = 0) -> ShippingPriceView:
+    return ShippingPriceView(
+        id=new_id(),
+        rate=rate,
+        tax=money.tax(rate, money.DEFAULT_TAX_RATE_BP),
+        fixed=True,
+        min_basket=min_basket,
+        min_weight=0,
+        currency="GBP",
+        method=method,
+        zone=zone,
+    )
+
+
+@dataclass
+class FakeShipping:
+    """The shipping service's quote: UK standard 5.00 / express 10.00 (free standard over 100.00), EU 15.00."""
+
+    uk_standard: ShippingPriceView = field(default_factory=lambda: _price(500, STANDARD, UK))
+    uk_express: ShippingPriceView = field(default_factory=lambda: _price(1000, EXPRESS, UK))
+    uk_free: ShippingPriceView = field(default_factory=lambda: _price(0, STANDARD, UK, min_basket=10_000))
+    eu_standard: ShippingPriceView = field(default_factory=lambda: _price(1500, STANDARD, EU))
+    requests: list[QuoteShipping] = field(default_factory=list)
+
+    def table(self) -> list[Price]:
+        uk, eu = frozenset({"GB"}), frozenset({"FR", "DE", "IE"})
+        return [
+            Price(self.uk_standard, uk),
+            Price(self.uk_express, uk),
+            Price(self.uk_free, uk),
+            Price(self.eu_standard, eu),
+        ]
+
+    async def quote(self, request: QuoteShipping) -> ShippingQuoteReply:
+        self.requests.append(request)
+        prices = [
+            p.view
+            for p in self.table()
+            if request.country in p.countries
+            and request.sub_total >= p.view.min_basket
+            and request.weight_grams >= p.view.min_weight
+            and (request.price_id is None or request.price_id == p.view.id)
+        ]
+        return ShippingQuoteReply(prices=prices)
+
+
+CARD = PaymentTypeView(id=new_id(), name="Card", handle="card", driver="sandbox", success_status="payment-received")
+OFFLINE = PaymentTypeView(
+    id=new_id(), name="Pay offline", handle="offline", driver="offline", success_status="offline-payment"
+)
+
+
+@dataclass
+class Payments:
+    """The payments service's resolve: card (sandbox nonces) and offline."""
+
+    calls: int = 0
+
+    async def resolve(self, request: ResolvePayment) -> ResolvePaymentReply:
+        self.calls += 1
+        ptype = None
+        for candidate in (CARD, OFFLINE):
+            if request.payment_type_id == candidate.id or request.payment_type == candidate.handle:
+                ptype = candidate
+        if request.payment_type_id is None and request.payment_type is None:
+            ptype = CARD
+        if ptype is None:
+            return ResolvePaymentReply(errors={"payment_type_id": ["The selected payment type is invalid."]})
+        if ptype is CARD and not request.payment_token:
+            return ResolvePaymentReply(errors={"payment_token": ["The payment token field is required."]})
+        if request.payment_token == "fake-consumed-nonce":
+            return ResolvePaymentReply(errors={"payment_token": ["The payment token is invalid."]})
+        return ResolvePaymentReply(payment_type=ptype)
