@@ -1,6 +1,7 @@
 from aiohttp import web
 
 from shared import http, idempotency, runtime
+from shipping import consumers, handlers
 from shipping.settings import ShippingSettings
 
 
@@ -14,7 +15,10 @@ def create_app(settings: ShippingSettings) -> web.Application:
             runtime.database(settings),
             runtime.broker(settings),
             runtime.outbox_relay(settings),
+            runtime.event_consumer(settings, consumers.SUBSCRIPTIONS),
+            runtime.rpc_server(settings, consumers.rpc_handlers),
         ]
     )
     runtime.add_health_routes(app)
+    app.router.add_routes(handlers.ROUTES)
     return app

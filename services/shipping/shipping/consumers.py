@@ -1,0 +1,48 @@
+"""Event subscriptions and request/reply responders of the shipping service."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from aiohttp import web
+
+from shared import runtime
+from shared.bus import HandlerContext, RequestHandler, Subscription
+from shared.contracts import OrderPlaced, QuoteShipping, ShipmentOpened, ShippingQuoteReply
+from shared.http import new_id
+from shipping import domain, queries
+from shipping.models import price_contract
+
+log = logging.getLogger(__name__)
+
+
+async def on_order_placed(ctx: HandlerContext, msg: OrderPlaced) -> None:
+    """One shipment per placed order, however many times the placement is announced."""
+    address = msg.shipping_address.model_dump() if msg.shipping_address else None
+    row = await queries.open_shipment(
+        ctx.conn, new_id(), msg.order_id, msg.reference, msg.shipping_method, msg.shipping_price_id, address
+    )
+    if row is None:
+        log.info("order already has a shipment", extra={"order_id": msg.order_id})
+        return
+    await ctx.emit(ShipmentOpened(shipment_id=row["id"], order_id=msg.order_id))
+
+
+SUBSCRIPTIONS = {OrderPlaced.routing_key(): Subscription(OrderPlaced, on_order_placed)}
+
+
+async def quote(pool: asyncpg.Pool, request: QuoteShipping) -> ShippingQuoteReply:
+    country = request.country.strip().upper()
+    async with pool.acquire() as conn:
+        candidates = await queries.candidates_for_country(conn, country)
+    order = domain.Order(country, request.zip, request.sub_total, request.weight_grams, request.currency)
+    prices = domain.quote(candidates, order, request.price_id)
+    return ShippingQuoteReply(prices=[price_contract(p) for p in prices])
+
+
+def rpc_handlers(app: web.Application) -> dict[str, RequestHandler]:
+    async def on_quote(request: QuoteShipping) -> ShippingQuoteReply:
+        return await quote(app[runtime.POOL], request)
+
+    return {QuoteShipping.type: on_quote}

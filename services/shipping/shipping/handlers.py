@@ -1,0 +1,307 @@
+"""HTTP handlers of the shipping service (all admin); the route list is `ROUTES` at the end."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from shared import outbox, runtime
+from shared.contracts import ShipmentDispatched
+from shared.http import (
+    ApiError,
+    NotFound,
+    ValidationFailed,
+    json_response,
+    new_id,
+    path_id,
+    query_model,
+    read_json,
+    require_admin,
+)
+from shipping import queries
+from shipping.models import (
+    DispatchRequest,
+    MethodCreate,
+    MethodUpdate,
+    PriceCreate,
+    PriceUpdate,
+    ShipmentsQuery,
+    ZoneCreate,
+    ZoneUpdate,
+    method_view,
+    price_view,
+    shipment_view,
+    zone_view,
+)
+
+PREFIX = "/api/v1"
+NAME_TAKEN = "The name has already been taken."
+CODE_TAKEN = "The code has already been taken."
+
+
+def _pool(request: web.Request) -> asyncpg.Pool:
+    return request.app[runtime.POOL]
+
+
+def _invalid(field: str) -> ValidationFailed:
+    return ValidationFailed.one(field, f"The selected {field.replace('_', ' ')} is invalid.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Zones
+
+
+async def _zone_response(conn: asyncpg.Connection, zone: asyncpg.Record, status: int = 200) -> web.Response:
+    regions = await queries.regions(conn, [zone["id"]])
+    return json_response({"data": zone_view(zone, regions)}, status=status)
+
+
+async def list_zones(request: web.Request) -> web.Response:
+    require_admin(request)
+    async with _pool(request).acquire() as conn:
+        zones = await queries.zones(conn)
+        regions = await queries.regions(conn, [z["id"] for z in zones])
+    by_zone: dict[str, list[asyncpg.Record]] = {}
+    for region in regions:
+        by_zone.setdefault(region["zone_id"], []).append(region)
+    return json_response({"data": [zone_view(z, by_zone.get(z["id"], [])) for z in zones]})
+
+
+async def create_zone(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await read_json(request, ZoneCreate)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        try:
+            zone = await queries.insert_zone(conn, new_id(), body.name, body.countries)
+        except asyncpg.UniqueViolationError as exc:
+            raise ValidationFailed.one("name", NAME_TAKEN) from exc
+        for region in body.regions:
+            await queries.insert_region(conn, new_id(), zone["id"], region.name, region.prefixes)
+        return await _zone_response(conn, zone, status=201)
+
+
+async def update_zone(request: web.Request) -> web.Response:
+    require_admin(request)
+    zone_id = path_id(request)
+    body = await read_json(request, ZoneUpdate)
+    changes = body.model_dump(include={"name", "countries"}, exclude_unset=True)
+    if any(v is None for v in changes.values()):
+        raise ValidationFailed({k: ["This field cannot be null."] for k, v in changes.items() if v is None})
+    async with _pool(request).acquire() as conn, conn.transaction():
+        if await queries.zone(conn, zone_id, lock=True) is None:
+            raise NotFound()
+        try:
+            zone = await queries.update_zone(conn, zone_id, changes)
+        except asyncpg.UniqueViolationError as exc:
+            raise ValidationFailed.one("name", NAME_TAKEN) from exc
+        assert zone is not None
+        if body.regions is not None:
+            await _replace_regions(conn, zone_id, body)
+        return await _zone_response(conn, zone)
+
+
+async def _replace_regions(conn: asyncpg.Connection, zone_id: str, body: ZoneUpdate) -> None:
+    assert body.regions is not None
+    existing = {r["id"] for r in await queries.regions(conn, [zone_id])}
+    kept = [r.id for r in body.regions if r.id is not None]
+    for index, region in enumerate(body.regions):
+        if region.id is not None and region.id not in existing:
+            raise ValidationFailed.one(f"regions.{index}.id", "The selected region id is invalid.")
+    try:
+        async with conn.transaction():
+            # Removed first, renamed next, added last: a name may move from one region to another.
+            await queries.delete_regions_except(conn, zone_id, kept)
+            for region in body.regions:
+                if region.id is not None:
+                    await queries.update_region(conn, region.id, zone_id, f"#renaming {region.id}", region.prefixes)
+            for region in body.regions:
+                if region.id is not None:
+                    await queries.update_region(conn, region.id, zone_id, region.name, region.prefixes)
+                else:
+                    await queries.insert_region(conn, new_id(), zone_id, region.name, region.prefixes)
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise ValidationFailed.one("regions", "A region that a price uses cannot be removed.") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Methods
+
+
+async def list_methods(request: web.Request) -> web.Response:
+    require_admin(request)
+    rows = await queries.methods(_pool(request))
+    return json_response({"data": [method_view(r) for r in rows]})
+
+
+async def create_method(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await read_json(request, MethodCreate)
+    try:
+        row = await queries.insert_method(_pool(request), new_id(), body.type, body.name, body.description, body.code)
+    except asyncpg.UniqueViolationError as exc:
+        raise ValidationFailed.one("code", CODE_TAKEN) from exc
+    return json_response({"data": method_view(row)}, status=201)
+
+
+async def update_method(request: web.Request) -> web.Response:
+    require_admin(request)
+    method_id = path_id(request)
+    body = await read_json(request, MethodUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    nulls = [k for k in ("type", "name") if k in changes and changes[k] is None]
+    if nulls:
+        raise ValidationFailed({k: ["This field cannot be null."] for k in nulls})
+    try:
+        row = await queries.update_method(_pool(request), method_id, changes)
+    except asyncpg.UniqueViolationError as exc:
+        raise ValidationFailed.one("code", CODE_TAKEN) from exc
+    if row is None:
+        raise NotFound()
+    return json_response({"data": method_view(row)})
+
+
+# ---------------------------------------------------------------------------------------------
+# Prices
+
+
+async def _check_price(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
+    """References and bounds of a price as it will be stored (a 422 before anything is written)."""
+    errors: dict[str, list[str]] = {}
+    if await queries.method(conn, values["method_id"]) is None:
+        errors["method_id"] = ["The selected method id is invalid."]
+    if await queries.zone(conn, values["zone_id"]) is None:
+        errors["zone_id"] = ["The selected zone id is invalid."]
+    elif values["region_id"] is not None and not await queries.region_in_zone(
+        conn, values["region_id"], values["zone_id"]
+    ):
+        errors["region_id"] = ["The selected region id is not a region of this zone."]
+    if values["max_weight"] is not None and values["max_weight"] < values["min_weight"]:
+        errors["max_weight"] = ["The max weight must be at least the min weight."]
+    if errors:
+        raise ValidationFailed(errors)
+
+
+async def _price_response(conn: asyncpg.Connection, price_id: str, status: int = 200) -> web.Response:
+    [row] = await queries.price_details(conn, price_id)
+    return json_response({"data": price_view(row)}, status=status)
+
+
+async def list_prices(request: web.Request) -> web.Response:
+    require_admin(request)
+    rows = await queries.price_details(_pool(request))
+    return json_response({"data": [price_view(r) for r in rows]})
+
+
+async def create_price(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await read_json(request, PriceCreate)
+    values = {"id": new_id(), **body.model_dump()}
+    async with _pool(request).acquire() as conn, conn.transaction():
+        await _check_price(conn, values)
+        await queries.insert_price(conn, values)
+        return await _price_response(conn, values["id"], status=201)
+
+
+async def update_price(request: web.Request) -> web.Response:
+    require_admin(request)
+    price_id = path_id(request)
+    body = await read_json(request, PriceUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    nullable = {"region_id", "max_weight"}
+    nulls = [k for k, v in changes.items() if v is None and k not in nullable]
+    if nulls:
+        raise ValidationFailed({k: ["This field cannot be null."] for k in nulls})
+    async with _pool(request).acquire() as conn, conn.transaction():
+        current = await queries.price(conn, price_id, lock=True)
+        if current is None:
+            raise NotFound()
+        if "zone_id" in changes and changes["zone_id"] != current["zone_id"] and "region_id" not in changes:
+            changes["region_id"] = None  # a region belongs to its zone: moving zones leaves it behind
+        merged = {key: changes.get(key, current[key]) for key in PriceCreate.model_fields}
+        await _check_price(conn, merged)
+        await queries.update_price(conn, price_id, changes)
+        return await _price_response(conn, price_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipments
+
+
+async def list_shipments(request: web.Request) -> web.Response:
+    require_admin(request)
+    query = query_model(request, ShipmentsQuery)
+    offset = (query.page - 1) * query.per_page
+    async with _pool(request).acquire() as conn:
+        total = await queries.count_shipments(conn, query.order_id, query.status)
+        rows = await queries.shipments_page(conn, query.order_id, query.status, query.per_page, offset)
+    last_page = max(1, math.ceil(total / query.per_page))
+    path = request.path
+
+    def link(page: int) -> str:
+        return f"{path}?page={page}&per_page={query.per_page}"
+
+    return json_response(
+        {
+            "data": [shipment_view(r) for r in rows],
+            "meta": {
+                "current_page": query.page,
+                "per_page": query.per_page,
+                "total": total,
+                "last_page": last_page,
+                "from": offset + 1 if rows else None,
+                "to": offset + len(rows) if rows else None,
+                "path": path,
+            },
+            "links": {
+                "first": link(1),
+                "last": link(last_page),
+                "prev": link(query.page - 1) if query.page > 1 else None,
+                "next": link(query.page + 1) if query.page < last_page else None,
+            },
+        }
+    )
+
+
+async def dispatch_shipment(request: web.Request) -> web.Response:
+    require_admin(request)
+    shipment_id = path_id(request)
+    body = await read_json(request, DispatchRequest)
+    async with _pool(request).acquire() as conn, conn.transaction():
+        shipment = await queries.shipment(conn, shipment_id)
+        if shipment is None:
+            raise NotFound()
+        updated = None
+        if shipment["status"] == "open":
+            updated = await queries.dispatch(conn, shipment_id, shipment["version"], body.tracking_no)
+        if updated is None:  # already dispatched, or a concurrent dispatch won the compare-and-set
+            raise ApiError(409, "This shipment has already been dispatched")
+        await outbox.enqueue(
+            conn,
+            ShipmentDispatched(
+                shipment_id=updated["id"],
+                order_id=updated["order_id"],
+                tracking_no=updated["tracking_no"],
+                dispatched_at=updated["dispatched_at"],
+            ),
+            "shipping",
+            correlation_id=request["request_id"],
+        )
+    return json_response({"data": shipment_view(updated)})
+
+
+ROUTES = [
+    web.get(f"{PREFIX}/shipping/zones", list_zones),
+    web.post(f"{PREFIX}/shipping/zones", create_zone),
+    web.put(f"{PREFIX}/shipping/zones/{{id}}", update_zone),
+    web.get(f"{PREFIX}/shipping/methods", list_methods),
+    web.post(f"{PREFIX}/shipping/methods", create_method),
+    web.put(f"{PREFIX}/shipping/methods/{{id}}", update_method),
+    web.get(f"{PREFIX}/shipping/prices", list_prices),
+    web.post(f"{PREFIX}/shipping/prices", create_price),
+    web.put(f"{PREFIX}/shipping/prices/{{id}}", update_price),
+    web.get(f"{PREFIX}/shipments", list_shipments),
+    web.post(f"{PREFIX}/shipments/{{id}}/dispatch", dispatch_shipment),
+]
