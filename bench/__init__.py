@@ -1,0 +1,1 @@
+"""The load and performance harness behind `make bench` (not part of `make test`)."""

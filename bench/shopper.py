@@ -1,0 +1,194 @@
+"""A shopper: the documented storefront checkout through the gateway, timed per endpoint.
+
+Used by the benchmark, the end-to-end tests and the fault suite. Only the public API is used,
+exactly as a GetCandy frontend would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bench.load import Latencies
+
+UK_ADDRESS = {
+    "firstname": "Ada",
+    "lastname": "Lovelace",
+    "address": "12 St James's Square",
+    "city": "London",
+    "county": "Greater London",
+    "zip": "SW1Y 4JH",
+    "country": "United Kingdom",
+    "phone": "+44 20 7946 0000",
+}
+
+
+class CheckoutFailed(Exception):
+    def __init__(self, step: str, status: int, body: Any):
+        super().__init__(f"{step}: HTTP {status}: {str(body)[:300]}")
+        self.step = step
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Outcome:
+    order_id: str | None = None
+    placed: bool = False
+    status: str | None = None
+    order_total: int | None = None
+    lines: list[tuple[str, int]] = field(default_factory=list)  # (variant id, quantity)
+    process_to_placed_ms: float | None = None
+    error: str | None = None
+    error_status: int | None = None
+
+
+class Shopper:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        gateway: str,
+        latencies: Latencies | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        self.session = session
+        self.gateway = gateway.rstrip("/")
+        self.latencies = latencies if latencies is not None else Latencies()
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.responses: list[tuple[str, int, Any]] = []  # every answer: (route, status, body)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        route: str,
+        *,
+        json: Any = None,
+        expect: tuple[int, ...] = (200, 201),
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        started = time.perf_counter()
+        async with self.session.request(
+            method, self.gateway + path, json=json, timeout=self.timeout, headers=headers
+        ) as response:
+            body = await response.json(content_type=None)
+            status = response.status
+        self.latencies.add(f"{method} {route}", (time.perf_counter() - started) * 1000)
+        self.responses.append((f"{method} {route}", status, body))
+        if status not in expect:
+            self.latencies.errors[f"{method} {route}"] += 1
+            raise CheckoutFailed(f"{method} {route}", status, body)
+        return body
+
+    async def catalogue(self) -> list[dict[str, Any]]:
+        body = await self.call("GET", "/products?include=variants&per_page=50", "/products")
+        return body["data"]
+
+    async def checkout(
+        self,
+        variants: list[tuple[str, int]],
+        *,
+        payment_token: str | None = "fake-valid-nonce",
+        payment_type: str | None = None,
+        browse_product: str | None = None,
+    ) -> Outcome:
+        """Browse, basket, order, shipping, contact, billing, provider, process: until placed."""
+        outcome = Outcome(lines=list(variants))
+        try:
+            if browse_product:
+                await self.call("GET", f"/products/{browse_product}?include=variants", "/products/{id}")
+            basket = await self.call(
+                "POST",
+                "/baskets",
+                "/baskets",
+                json={"variants": [{"id": v, "quantity": q} for v, q in variants]},
+            )
+            basket_id = basket["data"]["id"]
+            order = await self.call("POST", "/orders", "/orders", json={"basket_id": basket_id})
+            order_id = outcome.order_id = order["data"]["id"]
+            await self.call(
+                "PUT", f"/orders/{order_id}/shipping/address", "/orders/{id}/shipping/address", json=UK_ADDRESS
+            )
+            methods = await self.call(
+                "GET", f"/orders/{order_id}/shipping/methods", "/orders/{id}/shipping/methods"
+            )
+            prices = methods["data"]
+            if not prices:
+                raise CheckoutFailed("shipping methods", 200, "no shipping price applies")
+            price = min(prices, key=lambda p: p["rate"])
+            await self.call(
+                "PUT",
+                f"/orders/{order_id}/shipping/cost",
+                "/orders/{id}/shipping/cost",
+                json={"price_id": price["id"]},
+            )
+            await self.call(
+                "PUT",
+                f"/orders/{order_id}/contact",
+                "/orders/{id}/contact",
+                json={"email": f"shopper{random.randrange(10**9)}@example.com"},
+            )
+            await self.call(
+                "PUT", f"/orders/{order_id}/billing/address", "/orders/{id}/billing/address", json=UK_ADDRESS
+            )
+            await self.call("GET", "/payments/provider", "/payments/provider")
+            body: dict[str, Any] = {"order_id": order_id}
+            if payment_token is not None:
+                body["payment_token"] = payment_token
+            if payment_type is not None:
+                body["payment_type"] = payment_type
+            started = time.perf_counter()
+            result = await self.call(
+                "POST", "/orders/process", "/orders/process", json=body, expect=(200, 201, 202)
+            )
+            data = result["data"]
+            if data.get("placed_at") is None:
+                data = await self.wait_for_outcome(order_id)
+            outcome.process_to_placed_ms = (time.perf_counter() - started) * 1000
+            outcome.placed = data.get("placed_at") is not None
+            outcome.status = data.get("status")
+            outcome.order_total = data.get("order_total")
+        except CheckoutFailed as exc:
+            outcome.error = str(exc)
+            outcome.error_status = exc.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.error_status = 599
+        return outcome
+
+    async def wait_for_outcome(self, order_id: str, deadline: float = 30.0) -> dict[str, Any]:
+        stop_at = time.perf_counter() + deadline
+        while True:
+            body = await self.call("GET", f"/orders/{order_id}", "/orders/{id}")
+            data = body["data"]
+            if data.get("placed_at") is not None or data.get("status") == "failed":
+                return data
+            if time.perf_counter() > stop_at:
+                return data
+            await asyncio.sleep(0.05)
+
+
+def pick_variants(products: list[dict[str, Any]], rng: random.Random, count: int) -> list[tuple[str, int]]:
+    """2-3 purchasable variants from different products, in quantities their rules allow."""
+    candidates = []
+    for product in products:
+        for variant in (product.get("variants") or {}).get("data", []):
+            if variant.get("purchasable") is False:
+                continue
+            if variant.get("backorder") == "in-stock" and variant.get("inventory", 0) < 100:
+                continue
+            candidates.append(variant)
+    chosen = rng.sample(candidates, min(count, len(candidates)))
+    lines = []
+    for variant in chosen:
+        batch = max(1, int(variant.get("min_batch") or 1))
+        minimum = max(1, int(variant.get("min_qty") or 1))
+        quantity = max(batch, -(-minimum // batch) * batch)
+        lines.append((variant["id"], quantity))
+    return lines
