@@ -1,0 +1,277 @@
+"""Each service's Dockerfile builds that service and the shared package only, and runs it safely.
+
+No Docker engine here: the Dockerfiles are parsed and checked, the build context is computed
+from .dockerignore, and the image's health check command is run against a local HTTP server.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import shlex
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.common import MIGRATING, PORTS, ROOT, SERVICES, dockerignore, env_prefix, unknown_settings
+
+PYTHON_IMAGE = "python:3.11-slim"
+
+
+@dataclass
+class Instruction:
+    keyword: str
+    flags: dict[str, str]
+    args: str
+    stage: str
+
+    @property
+    def exec_form(self) -> list[str] | None:
+        text = self.args.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return None
+
+
+def parse_dockerfile(path: Path) -> list[Instruction]:
+    lines: list[str] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") or not stripped:
+            continue  # comments (and the syntax directive) and blank lines, also inside continuations
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append(pending + stripped)
+        pending = ""
+    assert not pending, f"{path}: dangling line continuation"
+
+    instructions: list[Instruction] = []
+    stage = ""
+    for line in lines:
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        flags: dict[str, str] = {}
+        rest = rest.strip()
+        while rest.startswith("--"):
+            flag, _, rest = rest.partition(" ")
+            name, _, value = flag[2:].partition("=")
+            flags[name] = value
+            rest = rest.strip()
+        if keyword == "FROM":
+            words = rest.split()
+            stage = words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
+        instructions.append(Instruction(keyword, flags, rest, stage))
+    return instructions
+
+
+def dockerfile(service: str) -> list[Instruction]:
+    return parse_dockerfile(ROOT / "services" / service / "Dockerfile")
+
+
+def stage(instructions: list[Instruction], name: str) -> list[Instruction]:
+    return [i for i in instructions if i.stage == name and i.keyword != "FROM"]
+
+
+def only(instructions: list[Instruction], keyword: str) -> Instruction:
+    found = [i for i in instructions if i.keyword == keyword]
+    assert len(found) == 1, f"expected one {keyword}, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_two_stages_from_python_311_slim(service: str) -> None:
+    instructions = dockerfile(service)
+    args = {i.args.partition("=")[0]: i.args.partition("=")[2] for i in instructions if i.keyword == "ARG"}
+    froms = [i for i in instructions if i.keyword == "FROM"]
+    assert [f.stage for f in froms] == ["builder", "runtime"]
+    for item in froms:
+        image = item.args.split()[0]
+        if image.startswith("${"):
+            image = args[image[2:-1]]
+        assert image == PYTHON_IMAGE
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_builder_copies_only_the_shared_package_and_its_own_service(service: str) -> None:
+    instructions = dockerfile(service)
+    copies = [i for i in instructions if i.keyword == "COPY"]
+    sources = {src for copy in copies for src in copy.args.split()[:-1]}
+    assert sources == {"pyproject.toml", "shared/", f"services/{service}/"}
+    assert all(copy.stage == "builder" for copy in copies), "the runtime stage copies no source"
+    others = [s for s in SERVICES if s != service]
+    for instruction in instructions:
+        for other in others:
+            assert f"services/{other}" not in instruction.args and f"commerce-{other}" not in instruction.args
+
+    wheel = only(stage(instructions, "builder"), "RUN")
+    assert shlex.split(wheel.args) == ["pip", "wheel", "--wheel-dir", "/wheels", ".", f"./services/{service}"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runtime_installs_only_the_built_wheels(service: str) -> None:
+    runtime = stage(dockerfile(service), "runtime")
+    install = next(i for i in runtime if i.keyword == "RUN" and "pip install" in i.args)
+    assert install.flags["mount"] == "type=bind,from=builder,source=/wheels,target=/wheels"
+    assert shlex.split(install.args) == [
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links=/wheels",
+        f"commerce-{service}",
+    ]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runtime_runs_as_a_non_root_user_with_health_check_and_sigterm(service: str) -> None:
+    runtime = stage(dockerfile(service), "runtime")
+    user = [i for i in runtime if i.keyword == "USER"][-1].args
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and int(uid) != 0, "numeric, so that Kubernetes runAsNonRoot can verify it"
+    assert gid.isdigit() and int(gid) != 0
+    # Nothing after USER may switch back to root.
+    assert runtime[-1].keyword != "USER" or runtime[-1].args == user
+
+    assert only(runtime, "STOPSIGNAL").args == "SIGTERM"
+    assert only(runtime, "EXPOSE").args == str(PORTS[service])
+    assert only(runtime, "CMD").exec_form == ["python", "-m", service]
+
+    healthcheck = only(runtime, "HEALTHCHECK")
+    command = healthcheck.args.removeprefix("CMD").strip()
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"] and "/health/ready" in argv[2]
+    assert f"'{env_prefix(service)}PORT', '{PORTS[service]}'" in argv[2]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_runtime_environment_names_real_settings(service: str) -> None:
+    runtime = stage(dockerfile(service), "runtime")
+    prefix = env_prefix(service)
+    env: dict[str, str] = {}
+    for instruction in runtime:
+        if instruction.keyword == "ENV":
+            for pair in shlex.split(instruction.args):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    assert env[f"{prefix}HOST"] == "0.0.0.0", "the settings default to loopback, unreachable from outside"
+    assert env[f"{prefix}PORT"] == str(PORTS[service])
+    ours = [name for name in env if name.startswith(prefix)]
+    assert unknown_settings(service, ours) == []
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(self.status if self.path == "/health/ready" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[http.server.HTTPServer]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_health_check_command_passes_on_ready_and_fails_otherwise(
+    service: str, health_server: http.server.HTTPServer
+) -> None:
+    healthcheck = only(stage(dockerfile(service), "runtime"), "HEALTHCHECK")
+    argv = json.loads(healthcheck.args.removeprefix("CMD").strip())
+    env = {f"{env_prefix(service)}PORT": str(health_server.server_address[1])}
+
+    def run() -> int:
+        return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=20).returncode
+
+    _Health.status = 200
+    assert run() == 0
+    _Health.status = 503
+    assert run() != 0
+
+
+# --- the build context ---------------------------------------------------------------------------
+
+
+def test_dockerignore_keeps_junk_and_tests_out_of_the_context() -> None:
+    ignore = dockerignore()
+    for path in [
+        ".git/HEAD",
+        ".venv/bin/python",
+        "tests/support.py",
+        "conftest.py",
+        "services/basket/tests/test_baskets.py",
+        "shared/__pycache__/db.cpython-311.pyc",
+        "services/orders/orders/__pycache__/app.cpython-311.pyc",
+        "services/orders/commerce_orders.egg-info/PKG-INFO",
+        ".ruff_cache/0.5/cache",
+        ".pytest_cache/v/cache",
+        "services/payments/.pytest_cache/x",
+        "bench/run.py",
+    ]:
+        assert ignore.excluded(path), path
+    for path in ["pyproject.toml", "shared/db.py", "shared/migrations/0001_outbox_inbox.sql"]:
+        assert not ignore.excluded(path), path
+
+
+def _package_files(directory: Path) -> list[str]:
+    return sorted(
+        path.relative_to(ROOT).as_posix()
+        for path in directory.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {".pyc", ".pyo"}
+    )
+
+
+def _package_data(pyproject: Path, package: str) -> list[str]:
+    config = tomllib.loads(pyproject.read_text())
+    return config.get("tool", {}).get("setuptools", {}).get("package-data", {}).get(package, [])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_context_holds_every_file_the_service_needs(service: str) -> None:
+    ignore = dockerignore()
+    package_dir = ROOT / "services" / service / service
+    needed = ["pyproject.toml", f"services/{service}/pyproject.toml"]
+    needed += _package_files(ROOT / "shared") + _package_files(package_dir)
+    assert f"services/{service}/{service}/__main__.py" in needed
+    assert [path for path in needed if ignore.excluded(path)] == []
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_wheel_carries_the_service_data_files(service: str) -> None:
+    """A non-editable install (the image) has only what package-data lists: SQL, static files."""
+    package_dir = ROOT / "services" / service / service
+    globs = _package_data(ROOT / "services" / service / "pyproject.toml", service)
+    data = [
+        Path(p).relative_to(f"services/{service}/{service}").as_posix()
+        for p in _package_files(package_dir)
+        if not p.endswith(".py") and not Path(p).name.startswith(".")  # .keep placeholders
+    ]
+    missing = [path for path in data if not any(fnmatch(path, pattern) for pattern in globs)]
+    assert missing == [], f"add them to [tool.setuptools.package-data] of services/{service}/pyproject.toml"
+    if service in MIGRATING:
+        assert "migrations/*.sql" in globs
+
+
+def test_the_shared_wheel_carries_the_platform_migrations() -> None:
+    globs = _package_data(ROOT / "pyproject.toml", "shared")
+    sql = [p.name for p in (ROOT / "shared" / "migrations").glob("*.sql")]
+    assert sql, "shared/migrations holds the platform tables"
+    assert all(any(fnmatch(f"migrations/{name}", pattern) for pattern in globs) for name in sql)
