@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.fixture
 def settings(infra: Any) -> BasketSettings:
-    return infra.settings(BasketSettings)
+    # The same retry delays as the stack's processes (tests/support.py env_for): retry queues are
+    # declared by whoever comes first, and RabbitMQ refuses a second declaration with another TTL.
+    return infra.settings(BasketSettings, bus_retry_delays_ms=(200, 1000, 3000))
 
 
 @pytest.fixture
