@@ -21,6 +21,7 @@ from tests.deploy.common import (
     SHUTDOWN_MARGIN,
     drain_after_http,
     env_prefix,
+    longest_request,
     settings_class,
     unknown_settings,
 )
@@ -195,5 +196,6 @@ def test_stop_grace_period_covers_the_drain(compose: dict[str, Any]) -> None:
     for service in SERVICES:
         svc = compose["services"][service]
         shutdown = float(svc["environment"][f"{env_prefix(service)}SHUTDOWN_TIMEOUT"])
+        assert shutdown > longest_request(service), f"{service}: the drain would cut in-flight requests"
         budget = shutdown + drain_after_http(service) + SHUTDOWN_MARGIN
         assert seconds(svc["stop_grace_period"]) >= budget, service

@@ -30,6 +30,7 @@ from tests.deploy.common import (
     SHUTDOWN_MARGIN,
     drain_after_http,
     env_prefix,
+    longest_request,
     unknown_settings,
 )
 from tests.deploy.kustomize import load_documents, object_id, pod_specs, render
@@ -184,6 +185,7 @@ def test_the_grace_period_covers_pre_stop_and_the_whole_drain(overlay: str, serv
     pre_stop = container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep" and float(pre_stop[1]) >= 3, "endpoints need a moment to drop the pod"
     shutdown = float(config[f"{env_prefix(service)}SHUTDOWN_TIMEOUT"])
+    assert shutdown > longest_request(service), f"{service}: the drain would cut in-flight requests"
     budget = float(pre_stop[1]) + shutdown + drain_after_http(service) + SHUTDOWN_MARGIN
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= budget
 
