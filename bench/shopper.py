@@ -90,6 +90,52 @@ class Shopper:
         body = await self.call("GET", "/products?include=variants&per_page=50", "/products")
         return body["data"]
 
+    async def prepare(self, variants: list[tuple[str, int]], *, browse_product: str | None = None) -> str:
+        """Browse, basket, order, shipping address and price, contact, billing: ready to process."""
+        if browse_product:
+            await self.call("GET", f"/products/{browse_product}?include=variants", "/products/{id}")
+        basket = await self.call(
+            "POST",
+            "/baskets",
+            "/baskets",
+            json={"variants": [{"id": v, "quantity": q} for v, q in variants]},
+        )
+        order = await self.call("POST", "/orders", "/orders", json={"basket_id": basket["data"]["id"]})
+        order_id = order["data"]["id"]
+        await self.call("PUT", f"/orders/{order_id}/shipping/address", "/orders/{id}/shipping/address", json=UK_ADDRESS)
+        methods = await self.call("GET", f"/orders/{order_id}/shipping/methods", "/orders/{id}/shipping/methods")
+        prices = methods["data"]
+        if not prices:
+            raise CheckoutFailed("GET /orders/{id}/shipping/methods", 200, "no shipping price applies")
+        price = min(prices, key=lambda p: p["rate"])
+        await self.call(
+            "PUT", f"/orders/{order_id}/shipping/cost", "/orders/{id}/shipping/cost", json={"price_id": price["id"]}
+        )
+        await self.call(
+            "PUT",
+            f"/orders/{order_id}/contact",
+            "/orders/{id}/contact",
+            json={"email": f"shopper{random.randrange(10**9)}@example.com"},
+        )
+        await self.call("PUT", f"/orders/{order_id}/billing/address", "/orders/{id}/billing/address", json=UK_ADDRESS)
+        await self.call("GET", "/payments/provider", "/payments/provider")
+        return order_id
+
+    async def process(
+        self, order_id: str, *, payment_token: str | None = "fake-valid-nonce", payment_type: str | None = None
+    ) -> dict[str, Any]:
+        """Process and follow the order until placed or failed; the order's data at that point."""
+        body: dict[str, Any] = {"order_id": order_id}
+        if payment_token is not None:
+            body["payment_token"] = payment_token
+        if payment_type is not None:
+            body["payment_type"] = payment_type
+        result = await self.call("POST", "/orders/process", "/orders/process", json=body, expect=(200, 201, 202))
+        data = result["data"]
+        if data.get("placed_at") is None:
+            data = await self.wait_for_outcome(order_id)
+        return data
+
     async def checkout(
         self,
         variants: list[tuple[str, int]],
@@ -98,58 +144,12 @@ class Shopper:
         payment_type: str | None = None,
         browse_product: str | None = None,
     ) -> Outcome:
-        """Browse, basket, order, shipping, contact, billing, provider, process: until placed."""
+        """The whole documented flow until placed; failures are reported in the outcome."""
         outcome = Outcome(lines=list(variants))
         try:
-            if browse_product:
-                await self.call("GET", f"/products/{browse_product}?include=variants", "/products/{id}")
-            basket = await self.call(
-                "POST",
-                "/baskets",
-                "/baskets",
-                json={"variants": [{"id": v, "quantity": q} for v, q in variants]},
-            )
-            basket_id = basket["data"]["id"]
-            order = await self.call("POST", "/orders", "/orders", json={"basket_id": basket_id})
-            order_id = outcome.order_id = order["data"]["id"]
-            await self.call(
-                "PUT", f"/orders/{order_id}/shipping/address", "/orders/{id}/shipping/address", json=UK_ADDRESS
-            )
-            methods = await self.call(
-                "GET", f"/orders/{order_id}/shipping/methods", "/orders/{id}/shipping/methods"
-            )
-            prices = methods["data"]
-            if not prices:
-                raise CheckoutFailed("shipping methods", 200, "no shipping price applies")
-            price = min(prices, key=lambda p: p["rate"])
-            await self.call(
-                "PUT",
-                f"/orders/{order_id}/shipping/cost",
-                "/orders/{id}/shipping/cost",
-                json={"price_id": price["id"]},
-            )
-            await self.call(
-                "PUT",
-                f"/orders/{order_id}/contact",
-                "/orders/{id}/contact",
-                json={"email": f"shopper{random.randrange(10**9)}@example.com"},
-            )
-            await self.call(
-                "PUT", f"/orders/{order_id}/billing/address", "/orders/{id}/billing/address", json=UK_ADDRESS
-            )
-            await self.call("GET", "/payments/provider", "/payments/provider")
-            body: dict[str, Any] = {"order_id": order_id}
-            if payment_token is not None:
-                body["payment_token"] = payment_token
-            if payment_type is not None:
-                body["payment_type"] = payment_type
+            outcome.order_id = await self.prepare(variants, browse_product=browse_product)
             started = time.perf_counter()
-            result = await self.call(
-                "POST", "/orders/process", "/orders/process", json=body, expect=(200, 201, 202)
-            )
-            data = result["data"]
-            if data.get("placed_at") is None:
-                data = await self.wait_for_outcome(order_id)
+            data = await self.process(outcome.order_id, payment_token=payment_token, payment_type=payment_type)
             outcome.process_to_placed_ms = (time.perf_counter() - started) * 1000
             outcome.placed = data.get("placed_at") is not None
             outcome.status = data.get("status")

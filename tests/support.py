@@ -262,7 +262,23 @@ class Stack:
         return self.processes[service]
 
 
+def seed_all(infra: Infra, log_dir: Path) -> None:
+    """Load every service's demo data (idempotent), as `make run` does."""
+    for service in SERVICES:
+        with (log_dir / f"{service}.seed.log").open("ab") as log:
+            subprocess.run(
+                [sys.executable, "-m", service, "seed"],
+                cwd=ROOT,
+                env={**os.environ, **infra.env_for(service, 0)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=60,
+            )
+
+
 def start_stack(infra: Infra, log_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    seed_all(infra, log_dir)
     ports = {name: free_port() for name in ALL_SERVICES}
     processes: dict[str, ServiceProcess] = {}
     gateway_env = {f"GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES}
