@@ -8,6 +8,7 @@ import orjson
 import pytest
 from basket_testkit import ADMIN, API, create_product, create_variant, sku
 
+from basket.seed import CATALOGUE, seed
 from shared.http import IDENTITY_HEADER
 
 # The shared request-id middleware stores a string key on the request (aiohttp 3.14 warns).
@@ -196,3 +197,22 @@ async def test_catalogue_validation(client: Any) -> None:
     assert list(await response.json()) == ["inventory"]
     unchanged = await (await client.get(f"{API}/products/variants/{other['id']}")).json()
     assert unchanged["data"] == other
+
+
+async def test_demo_seed_is_idempotent(settings: Any, admin_db: Any) -> None:
+    skus = [variants[0]["sku"] for _, variants in CATALOGUE]
+    count = "SELECT count(*) FROM basket.variants WHERE sku = ANY($1::text[])"
+    await seed(settings)
+    assert await admin_db.fetchval(count, skus) == len(skus)
+    products = await admin_db.fetchval("SELECT count(*) FROM basket.products")
+    await seed(settings)
+    assert await admin_db.fetchval("SELECT count(*) FROM basket.products") == products
+    assert len(CATALOGUE) == 12
+    assert sum(len(variants) > 1 for _, variants in CATALOGUE) >= 3
+    rows = await admin_db.fetch(
+        "SELECT sku, tax_rate_bp, min_batch, inventory, backorder FROM basket.variants WHERE sku = ANY($1::text[])",
+        [v["sku"] for _, variants in CATALOGUE for v in variants],
+    )
+    assert any(r["tax_rate_bp"] == 0 for r in rows)
+    assert any(r["min_batch"] > 1 for r in rows)
+    assert any(r["inventory"] <= 2 and r["backorder"] == "in-stock" for r in rows)
