@@ -408,6 +408,7 @@ class RpcClient:
             try:
                 message = await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
             except TimeoutError as exc:
+                COUNTERS.inc("rpc_timeouts_total")
                 raise RpcTimeout(f"{spec.responder} did not answer {request.type} within {timeout}s") from exc
         finally:
             self._pending.pop(correlation_id, None)
@@ -425,6 +426,9 @@ class RpcServer:
     handlers: dict[str, RequestHandler]
     prefetch: int = 32
     _channel: AbstractChannel | None = field(default=None, init=False)
+    _queue: AbstractQueue | None = field(default=None, init=False)
+    _consumer_tag: str | None = field(default=None, init=False)
+    _inflight: set[asyncio.Task] = field(default_factory=set, init=False)
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         for request_type in self.handlers:
@@ -436,17 +440,36 @@ class RpcServer:
         exchange = await self._channel.declare_exchange(
             self.topology.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        queue = await self._channel.declare_queue(self.topology.rpc_queue(), durable=True)
+        # Quorum: requests survive the loss of one broker node; their expiration is the caller's deadline.
+        self._queue = await self._channel.declare_queue(
+            self.topology.rpc_queue(), durable=True, arguments={"x-queue-type": "quorum"}
+        )
         for request_type in self.handlers:
-            await queue.bind(exchange, request_type)
-        await queue.consume(self._on_request)
+            await self._queue.bind(exchange, request_type)
+        self._consumer_tag = await self._queue.consume(self._on_request)
 
     async def stop(self) -> None:
+        """Stop taking requests, answer the ones in hand, then close."""
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=10)
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()
 
     async def _on_request(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)
+        try:
+            await self._answer(message)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)
+
+    async def _answer(self, message: AbstractIncomingMessage) -> None:
         headers: dict[str, Any] = {}
         body = b"{}"
         try:

@@ -48,3 +48,6 @@ COUNTERS.describe("events_retried_total", "events sent to a retry queue after a 
 COUNTERS.describe("events_parked_total", "events parked in the dead-letter queue")
 COUNTERS.describe("rpc_requests_total", "requests sent over request/reply")
 COUNTERS.describe("rpc_served_total", "requests answered over request/reply")
+COUNTERS.describe("rpc_timeouts_total", "requests over request/reply that got no answer within their deadline")
+for _class in (2, 3, 4, 5):
+    COUNTERS.describe(f"http_responses_{_class}xx_total", f"HTTP responses with a {_class}xx status")

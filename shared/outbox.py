@@ -96,7 +96,8 @@ class Relay:
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A batch stuck past this (a hung broker) is abandoned: its rows stay in the outbox.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, timeout=15)
         await self._close_listener()
         if self._channel is not None:

@@ -37,7 +37,10 @@ def database(settings: ServiceSettings) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         app[POOL] = await db.create_pool(settings)
         yield
-        await app[POOL].close()
+        try:
+            await asyncio.wait_for(app[POOL].close(), timeout=settings.shutdown_timeout)
+        except TimeoutError:
+            app[POOL].terminate()  # a handler still holds a connection: do not outlive the grace period
 
     return ctx
 
@@ -197,6 +200,7 @@ async def access_log_middleware(request: web.Request, handler: http.Handler) -> 
         status = exc.status
         raise
     finally:
+        COUNTERS.inc(f"http_responses_{status // 100}xx_total")
         route = request.match_info.route.resource.canonical if request.match_info.route.resource else None
         logging.getLogger("access").info(
             "request",
