@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import aio_pika
+import asyncpg
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -38,6 +40,18 @@ DEFAULT_MESSAGES = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
+
+# Failures of the infrastructure under a request, as opposed to bugs: answered 503, retryable.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,
+    aio_pika.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+    TimeoutError,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -181,6 +195,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         message = DEFAULT_MESSAGES.get(exc.status) or exc.reason
         return error_response(exc.status, message, headers)
+    except UNAVAILABLE as exc:
+        # The database or the broker went away mid-request: nothing was committed, a retry is safe.
+        log.warning("dependency unavailable", extra={"path": request.path, "error": f"{type(exc).__name__}: {exc}"})
+        return error_response(503, headers={"Retry-After": "1"})
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(500)
