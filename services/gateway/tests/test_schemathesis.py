@@ -1,0 +1,154 @@
+"""Schemathesis against the served OpenAPI document: no 5xx, and every response as documented.
+
+It runs on a stack of its own (its own database and bus namespace, seeded with the demo data):
+fuzzing admin operations with a valid token creates zones, prices and products at random, which
+must not leak into the shared `stack` that the end-to-end tests count on. Loopback only; a bounded
+number of examples per operation, derandomised so that a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import checks
+from schemathesis.core.failures import FailureGroup
+
+from gateway import openapi
+from gateway.auth import mint_token
+from gateway.settings import GatewaySettings
+from tests.support import Stack, migrate_all, start_infra, start_stack, stop_infra, stop_stack
+
+MAX_EXAMPLES = 8
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+]
+DOCUMENT = json.loads(openapi.DOCUMENT_PATH.read_text())
+OPERATIONS = [
+    (method.upper(), path)
+    for path, item in DOCUMENT["paths"].items()
+    for method in item
+    if method in ("get", "put", "post", "delete")
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    infra = start_infra()
+    try:
+        asyncio.run(migrate_all(infra))
+        stack = start_stack(infra, tmp_path_factory.mktemp("fuzz-stack-logs"))  # loads the demo data too
+        try:
+            yield stack
+        finally:
+            stop_stack(stack)
+    finally:
+        stop_infra(infra)
+
+
+def _call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+    except OSError:
+        return None
+
+
+def _ids(payload: Any) -> list[str]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        return []
+    return [item["id"] for item in payload["data"] if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+
+@pytest.fixture(scope="module")
+def known_ids(fuzz_stack: Stack) -> dict[str, list[str]]:
+    """Ids that exist, per path prefix, so that half of the examples reach a real resource."""
+    base, token = fuzz_stack.gateway, mint_token(GatewaySettings())
+    products = _call(base, "GET", "/products?include=variants") or {}
+    product_ids = _ids(products)
+    variant_ids = [
+        v["id"]
+        for p in products.get("data", [])
+        for v in ((p.get("variants") or {}).get("data") or [])
+        if isinstance(v, dict) and "id" in v
+    ]
+    ids: dict[str, list[str]] = {
+        "/products/variants/": variant_ids,
+        "/products/": product_ids,
+        "/shipping/zones/": _ids(_call(base, "GET", "/shipping/zones", token=token)),
+        "/shipping/methods/": _ids(_call(base, "GET", "/shipping/methods", token=token)),
+        "/shipping/prices/": _ids(_call(base, "GET", "/shipping/prices", token=token)),
+    }
+    if variant_ids:
+        basket = _call(base, "POST", "/baskets?include=lines", {"variants": [{"id": variant_ids[0], "quantity": 1}]})
+        basket_data = (basket or {}).get("data") or {}
+        if basket_data.get("id"):
+            ids["/baskets/"] = [basket_data["id"]]
+            ids["/basket-lines/"] = [line["id"] for line in (basket_data.get("lines") or {}).get("data", [])]
+            order = _call(base, "POST", "/orders", {"basket_id": basket_data["id"]})
+            if (order or {}).get("data", {}).get("id"):
+                ids["/orders/"] = [order["data"]["id"]]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def served_schema(fuzz_stack: Stack):
+    assert urlsplit(fuzz_stack.gateway).hostname == "127.0.0.1"  # loopback only
+    with urllib.request.urlopen(fuzz_stack.gateway + "/openapi.json", timeout=10) as response:
+        served = json.loads(response.read())
+    assert served == DOCUMENT
+    return schemathesis.openapi.from_dict(served)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_operation_conforms_to_the_document(method, path, fuzz_stack, served_schema, known_ids):
+    definition = DOCUMENT["paths"][path][method.lower()]
+    if definition.get("x-commerce-pending"):
+        pytest.skip("the owning service has not published this operation's models yet")
+    operation = served_schema[path][method]
+    headers = {}
+    if definition.get("security"):
+        headers["Authorization"] = f"Bearer {mint_token(GatewaySettings())}"
+    pool = next((v for prefix, v in known_ids.items() if path.startswith(prefix) and "{id}" in path), [])
+    failures: list[str] = []
+
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(), known=st.booleans(), pick=st.integers(0, 1_000))
+    def run(case, known: bool, pick: int) -> None:
+        if known and pool and case.path_parameters and "id" in case.path_parameters:
+            case.path_parameters["id"] = pool[pick % len(pool)]
+        response = case.call(base_url=fuzz_stack.gateway, headers=headers, timeout=15)
+        try:
+            case.validate_response(response, checks=CHECKS)
+        # FailureGroup is a BaseExceptionGroup: caught by name. Keep going: report every distinct failure.
+        except (AssertionError, FailureGroup) as exc:
+            message = f"{case.method} {case.formatted_path} -> {response.status_code}: {exc}"
+            if len(failures) < 5 and message not in failures:
+                failures.append(message)
+
+    run()
+    assert not failures, "\n\n".join(failures)
