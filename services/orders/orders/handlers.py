@@ -12,7 +12,7 @@ import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -78,7 +78,7 @@ async def _ask(request: web.Request, message: Contract, service: str) -> Any:
 
 
 async def _emit(conn: asyncpg.Connection, request: web.Request, payload: Contract) -> None:
-    await outbox.enqueue(conn, payload, "orders", correlation_id=request.get("request_id"))
+    await outbox.enqueue(conn, payload, "orders", correlation_id=http.request_id(request))
 
 
 async def _get_order(request: web.Request, order_id: str) -> asyncpg.Record:
@@ -408,7 +408,9 @@ async def list_orders(request: web.Request) -> web.Response:
     if unknown:
         raise ValidationFailed.one("status", "The selected status is invalid.")
     date_from = datetime.combine(query.date_from, time.min, UTC) if query.date_from else None
-    date_to = datetime.combine(query.date_to, time.min, UTC) + timedelta(days=1) if query.date_to else None
+    date_to = None
+    if query.date_to is not None and query.date_to < date.max:
+        date_to = datetime.combine(query.date_to + timedelta(days=1), time.min, UTC)
     total, rows = await queries.list_orders(
         _pool(request),
         statuses=statuses,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 # Upstream limits (names 20, address 40, zip 8) were too tight for real addresses.
 NAME = 100
@@ -19,8 +19,26 @@ PHONE = 40
 ID = 64
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # Postgres text and jsonb cannot hold NUL: refuse it here rather than fail in the database.
+        if _has_nul(value):
+            raise ValueError("The value must not contain NUL characters")
+        return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,8 +380,13 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "request": ProcessIn,
         "response": OrderEnvelope,
         "status": 200,
-        # 202: the deadline passed with the order still payment-processing (same body).
-        "other": {202: OrderEnvelope},
         "errors": [403, 409, 422, 503],
+        "description": (
+            "Runs the checkout saga and waits for its outcome: 200 with the placed order (lines, shipping, "
+            "transactions); 403 `Payment has failed` (the order is `failed` and can be processed again with a "
+            "new token); 422 `This order has already been processed`, a map of what the order lacks, or the "
+            "stock errors; 409 while another attempt is in flight. Past the deadline: 202 with the order "
+            "still `payment-processing` (same body shape); a later GET shows the outcome."
+        ),
     },
 }

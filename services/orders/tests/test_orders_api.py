@@ -449,3 +449,19 @@ async def test_listing_is_placed_by_default_and_filters(client: Any, store: Stor
     bad = await client.get(URL, params={"status": "nope", "page": "0"}, headers=ADMIN)
     assert bad.status == 422
     assert set(await bad.json()) == {"page"}
+
+
+async def test_nul_characters_are_422_not_500(client: Any, store: Store) -> None:
+    order = await create(client, store.put([line("A", 1, 1000)]))
+    nul = "The value must not contain NUL characters"
+    assert await put(client, f"{order['id']}/contact", {"email": "a@example.com", "phone": "1\x002"}, 422) == {
+        "phone": [nul]
+    }
+    assert await put(client, f"{order['id']}/shipping/address", {**ADDRESS, "city": "Lon\x00don"}, 422) == {
+        "city": [nul]
+    }
+    response = await client.post(f"{URL}/process", json={"order_id": order["id"], "meta": {"k": ["\x00"]}})
+    assert response.status == 422
+    assert await response.json() == {"meta": [nul]}
+    response = await client.get(URL, params={"to": "9999-12-31", "status": "awaiting-payment"}, headers=ADMIN)
+    assert response.status == 200
