@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import orjson
 
 from bench.load import Latencies
 
@@ -56,12 +58,18 @@ class Shopper:
         latencies: Latencies | None = None,
         *,
         timeout: float = 30.0,
+        retry_for: float | None = None,
     ) -> None:
         self.session = session
         self.gateway = gateway.rstrip("/")
         self.latencies = latencies if latencies is not None else Latencies()
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # A careful frontend: every POST carries an Idempotency-Key, and a dropped connection or a
+        # 502/503/504/409 is retried with the same key for up to `retry_for` seconds.
+        self.retry_for = retry_for
         self.responses: list[tuple[str, int, Any]] = []  # every answer: (route, status, body)
+        self.transport_errors: list[str] = []
+        self.malformed_errors: list[tuple[str, int, Any]] = []  # 4xx/5xx not in the GetCandy shape
 
     async def call(
         self,
@@ -73,18 +81,37 @@ class Shopper:
         expect: tuple[int, ...] = (200, 201),
         headers: dict[str, str] | None = None,
     ) -> Any:
-        started = time.perf_counter()
-        async with self.session.request(
-            method, self.gateway + path, json=json, timeout=self.timeout, headers=headers
-        ) as response:
-            body = await response.json(content_type=None)
-            status = response.status
-        self.latencies.add(f"{method} {route}", (time.perf_counter() - started) * 1000)
-        self.responses.append((f"{method} {route}", status, body))
-        if status not in expect:
-            self.latencies.errors[f"{method} {route}"] += 1
-            raise CheckoutFailed(f"{method} {route}", status, body)
-        return body
+        headers = dict(headers or {})
+        if method == "POST" and self.retry_for is not None:
+            headers.setdefault("Idempotency-Key", uuid.uuid4().hex)
+        give_up_at = time.perf_counter() + (self.retry_for or 0)
+        while True:
+            started = time.perf_counter()
+            try:
+                async with self.session.request(
+                    method, self.gateway + path, json=json, timeout=self.timeout, headers=headers
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.transport_errors.append(f"{method} {route}: {type(exc).__name__}: {exc}")
+                if self.retry_for is not None and time.perf_counter() < give_up_at:
+                    await asyncio.sleep(0.25)
+                    continue
+                raise
+            body = _json_or_text(raw)
+            self.latencies.add(f"{method} {route}", (time.perf_counter() - started) * 1000)
+            self.responses.append((f"{method} {route}", status, body))
+            if status >= 400 and not _getcandy_error(status, body):
+                self.malformed_errors.append((f"{method} {route}", status, body))
+            retryable = status in (409, 502, 503, 504) or (status == 429)
+            if retryable and self.retry_for is not None and time.perf_counter() < give_up_at:
+                await asyncio.sleep(0.25)
+                continue
+            if status not in expect:
+                self.latencies.errors[f"{method} {route}"] += 1
+                raise CheckoutFailed(f"{method} {route}", status, body)
+            return body
 
     async def catalogue(self) -> list[dict[str, Any]]:
         body = await self.call("GET", "/products?include=variants&per_page=50", "/products")
@@ -172,6 +199,23 @@ class Shopper:
             if time.perf_counter() > stop_at:
                 return data
             await asyncio.sleep(0.05)
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
+
+
+def _getcandy_error(status: int, body: Any) -> bool:
+    """`{"error": {"http_code", "message"}}`, or for 422 the flat `{"field": ["message"]}` map."""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        return error.get("http_code") == status and isinstance(error.get("message"), str)
+    if status == 422 and isinstance(body, dict) and body:
+        return all(isinstance(v, list) and all(isinstance(m, str) for m in v) for v in body.values())
+    return False
 
 
 def pick_variants(products: list[dict[str, Any]], rng: random.Random, count: int) -> list[tuple[str, int]]:

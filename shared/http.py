@@ -23,6 +23,13 @@ REQUEST_ID_HEADER = "X-Request-Id"
 IDENTITY_HEADER = "X-Commerce-Identity"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def request_id(request: web.Request) -> str | None:
+    """The request's id (from `X-Request-Id` or generated): the correlation id of what it causes."""
+    return request.get(REQUEST_ID)
+
 
 DEFAULT_MESSAGES = {
     400: "Wrong arguments",
@@ -166,17 +173,17 @@ def path_id(request: web.Request, name: str = "id") -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
-    request["request_id"] = request_id
-    token = request_id_var.set(request_id)
+    value = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    request[REQUEST_ID] = value
+    token = request_id_var.set(value)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        exc.headers[REQUEST_ID_HEADER] = request_id
+        exc.headers[REQUEST_ID_HEADER] = value
         raise
     finally:
         request_id_var.reset(token)
-    response.headers[REQUEST_ID_HEADER] = request_id
+    response.headers[REQUEST_ID_HEADER] = value
     return response
 
 

@@ -210,7 +210,7 @@ async def access_log_middleware(request: web.Request, handler: http.Handler) -> 
                 "route": route,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": request.get("request_id"),
+                "request_id": http.request_id(request),
             },
         )
 

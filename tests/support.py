@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("basket", "orders", "shipping", "payments")
 ALL_SERVICES = ("gateway", *SERVICES)
 S = TypeVar("S", bound=ServiceSettings)
+RETRY_DELAYS_MS = (200, 1000, 3000)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -71,7 +72,8 @@ class Infra:
             "amqp_url": self.amqp_url,
             "bus_namespace": self.namespace,
             "log_json": False,
-            "bus_retry_delays_ms": (200, 500, 1000),
+            # The same as the stack's processes: RabbitMQ refuses to re-declare a queue with other TTLs.
+            "bus_retry_delays_ms": RETRY_DELAYS_MS,
             "outbox_poll_interval": 0.5,
         }
         values.update(overrides)
@@ -91,7 +93,7 @@ class Infra:
                 f"{prefix}MIGRATE_DATABASE_URL": self.admin_dsn,
                 f"{prefix}AMQP_URL": self.amqp_url,
                 f"{prefix}BUS_NAMESPACE": self.namespace,
-                f"{prefix}BUS_RETRY_DELAYS_MS": "[200, 1000, 3000]",
+                f"{prefix}BUS_RETRY_DELAYS_MS": str(list(RETRY_DELAYS_MS)),
                 f"{prefix}OUTBOX_POLL_INTERVAL": "0.5",
             }
         return env

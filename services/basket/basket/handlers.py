@@ -42,6 +42,7 @@ from shared.http import (
     path_id,
     query_model,
     read_json,
+    request_id,
     require_admin,
 )
 
@@ -306,7 +307,7 @@ async def _finish(
             line_count=len(lines),
         ),
         "basket",
-        correlation_id=request["request_id"],
+        correlation_id=request_id(request),
     )
     return json_response({"data": views.basket_view(updated, lines, includes(request))})
 

@@ -15,7 +15,7 @@ from gateway.auth import identity_header, verify_admin
 from gateway.edge import CLIENT
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
-from shared.http import IDENTITY_HEADER, REQUEST_ID_HEADER, ApiError
+from shared.http import IDENTITY_HEADER, REQUEST_ID_HEADER, ApiError, request_id
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def forwarder(route: Route, settings: GatewaySettings) -> Callable[[web.Request]
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in STRIPPED_REQUEST)
         if route.admin:
             headers.update(identity_header(verify_admin(request, settings)))
-        headers[REQUEST_ID_HEADER] = request["request_id"]
+        headers[REQUEST_ID_HEADER] = request_id(request)
         headers["X-Forwarded-For"] = request.get(CLIENT) or request.remote or ""
         body = await request.read() if request.body_exists else None
         # The raw (still percent-encoded) path: decoding it here would turn an id holding `%2F`

@@ -425,11 +425,16 @@ async def list_orders(request: web.Request) -> web.Response:
     if rows and wanted & {"lines", "shipping"}:
         for line in await queries.get_lines_for(_pool(request), [row["id"] for row in rows]):
             lines_by_order.setdefault(line["order_id"], []).append(line)
+    transactions_by_order: dict[str, list[asyncpg.Record]] = {}
+    if rows and "transactions" in wanted:
+        for tx in await queries.get_transactions_for(_pool(request), [row["id"] for row in rows]):
+            transactions_by_order.setdefault(tx["order_id"], []).append(tx)
     data = [
         views.order_view(
             row,
-            wanted - {"transactions"},
+            wanted,
             lines_by_order.get(row["id"], []) if wanted & {"lines", "shipping"} else None,
+            transactions_by_order.get(row["id"], []) if "transactions" in wanted else None,
         )
         for row in rows
     ]

@@ -9,7 +9,7 @@ from payments.models import RefundRequest, transaction_data, transaction_view
 from payments.resources import PROVIDERS
 from shared import outbox, runtime
 from shared.contracts import PaymentRefunded, PaymentVoided
-from shared.http import ApiError, NotFound, json_response, new_id, path_id, read_json, require_admin
+from shared.http import ApiError, NotFound, json_response, new_id, path_id, read_json, request_id, require_admin
 
 PREFIX = "/api/v1"
 
@@ -88,7 +88,7 @@ async def refund(request: web.Request) -> web.Response:
                 transaction=transaction_view(row),
             ),
             "payments",
-            correlation_id=request["request_id"],
+            correlation_id=request_id(request),
         )
     return json_response({"data": transaction_data(row)})
 
@@ -136,7 +136,7 @@ async def void(request: web.Request) -> web.Response:
             conn,
             PaymentVoided(order_id=charge["order_id"], transaction=transaction_view(updated)),
             "payments",
-            correlation_id=request["request_id"],
+            correlation_id=request_id(request),
         )
     return json_response({"data": transaction_data(updated)})
 

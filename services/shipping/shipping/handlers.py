@@ -19,6 +19,7 @@ from shared.http import (
     path_id,
     query_model,
     read_json,
+    request_id,
     require_admin,
 )
 from shipping import queries
@@ -287,7 +288,7 @@ async def dispatch_shipment(request: web.Request) -> web.Response:
                 dispatched_at=updated["dispatched_at"],
             ),
             "shipping",
-            correlation_id=request["request_id"],
+            correlation_id=request_id(request),
         )
     return json_response({"data": shipment_view(updated)})
 
