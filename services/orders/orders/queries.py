@@ -573,3 +573,10 @@ async def get_transactions(conn: Conn, order_id: str) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE order_id = $1 ORDER BY created_at, id", order_id
     )
+
+
+async def get_transactions_for(conn: Conn, order_ids: Sequence[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE order_id = ANY($1::text[]) ORDER BY created_at, id",
+        list(order_ids),
+    )

@@ -668,7 +668,13 @@ async def test_admin_dispatch_after_placement(
     body = (await response.json())["data"]
     assert (body["status"], body["tracking_no"]) == ("dispatched", "T-9")
     assert body["dispatched_at"] is not None
-    listed = await (await client.get(URL, params={"status": "dispatched", "per_page": "100"}, headers=ADMIN)).json()
-    assert order["id"] in {o["id"] for o in listed["data"]}
+    listed = await (
+        await client.get(
+            URL, params={"status": "dispatched", "per_page": "100", "include": "lines,transactions"}, headers=ADMIN
+        )
+    ).json()
+    [mine] = [o for o in listed["data"] if o["id"] == order["id"]]
+    assert [tx["amount"] for tx in mine["transactions"]["data"]] == [order["order_total"]]
+    assert [li["sku"] for li in mine["lines"]["data"]] == ["A", "STD"]
     back = await client.put(f"{URL}/{order['id']}", json={"status": "payment-received"}, headers=ADMIN)
     assert back.status == 422
