@@ -107,22 +107,27 @@ def checkout(pool: asyncpg.Pool, settings: PaymentsSettings, providers: dict[str
 
 
 class Observer:
-    """A private queue bound to the events exchange: what the services really published."""
+    """A private queue bound to the events exchange: what the services really published. Keeps
+    everything it received, so that each `collect` sees earlier messages too."""
 
     def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
         self.queue = queue
+        self.seen: list[dict[str, Any]] = []
 
     async def collect(self, predicate, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """The first `count` published envelopes (as dicts) matching predicate."""
-        found: list[dict[str, Any]] = []
+        """The first `count` published envelopes (as dicts) matching predicate, in arrival order."""
+        found = [body for body in self.seen if predicate(body)]
+        if len(found) >= count:
+            return found[:count]
         async with asyncio.timeout(timeout), self.queue.iterator() as messages:
             async for message in messages:
                 await message.ack()
                 body = orjson.loads(message.body)
+                self.seen.append(body)
                 if predicate(body):
                     found.append(body)
                     if len(found) == count:
-                        return found
+                        break
         return found
 
 
@@ -135,7 +140,8 @@ async def observe(settings: PaymentsSettings) -> AsyncIterator[Any]:
         exchange = await channel.declare_exchange(
             Topology.from_settings(settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        # exclusive: gone with the connection; not auto-delete, which would drop it between two collects
+        queue = await channel.declare_queue(exclusive=True)
         for pattern in patterns:
             await queue.bind(exchange, pattern)
         return Observer(queue)

@@ -1,0 +1,232 @@
+"""Admin endpoints of the shipping table: create, change, list; bad input is a 422 that writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.http import new_id
+
+pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+
+ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
+
+
+async def call(client, method: str, path: str, body=None):
+    response = await client.request(method, f"/api/v1{path}", json=body, headers=ADMIN)
+    return response.status, await response.json()
+
+
+async def test_zones_create_change_list(client):
+    name = f"Zone {new_id()}"
+    status, body = await call(
+        client,
+        "POST",
+        "/shipping/zones",
+        {"name": name, "countries": ["xa", "XB", "xa"], "regions": [{"name": "North", "prefixes": ["ab 1", "*"]}]},
+    )
+    assert status == 201, body
+    zone = body["data"]
+    assert (zone["name"], zone["countries"]) == (name, ["XA", "XB"])
+    [north] = zone["regions"]["data"]
+    assert (north["name"], north["prefixes"]) == ("North", ["AB 1", "*"])
+
+    renamed = f"{name} renamed"
+    status, body = await call(
+        client,
+        "PUT",
+        f"/shipping/zones/{zone['id']}",
+        {
+            "name": renamed,
+            "regions": [
+                {"id": north["id"], "name": "South", "prefixes": ["CD"]},
+                {"name": "North", "prefixes": ["AB"]},
+            ],
+        },
+    )
+    assert status == 200, body
+    assert (body["data"]["name"], body["data"]["countries"]) == (renamed, ["XA", "XB"])
+    regions = {r["name"]: r for r in body["data"]["regions"]["data"]}
+    assert regions["South"]["id"] == north["id"]
+    assert regions["South"]["prefixes"] == ["CD"]
+    assert regions["North"]["id"] != north["id"]
+
+    status, body = await call(client, "GET", "/shipping/zones")
+    assert status == 200
+    listed = next(z for z in body["data"] if z["id"] == zone["id"])
+    assert listed["name"] == renamed
+    assert len(listed["regions"]["data"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "Z", "countries": ["GBR"]}, "countries.0"),
+        ({"name": "Z", "countries": "GB"}, "countries"),
+        ({"name": "Z", "regions": [{"name": "R", "prefixes": []}]}, "regions.0.prefixes"),
+        ({"name": "Z", "regions": [{"name": "R", "prefixes": ["A-1"]}]}, "regions.0.prefixes.0"),
+        ({"name": "Z", "regions": [{"name": "R", "prefixes": ["A"]}, {"name": "R", "prefixes": ["B"]}]}, "regions"),
+    ],
+)
+async def test_zone_validation(client, body, field):
+    status, errors = await call(client, "POST", "/shipping/zones", body)
+    assert status == 422
+    assert field in errors
+
+
+async def test_zone_name_is_unique_and_unknown_zone_is_404(client):
+    name = f"Zone {new_id()}"
+    assert (await call(client, "POST", "/shipping/zones", {"name": name}))[0] == 201
+    assert await call(client, "POST", "/shipping/zones", {"name": name}) == (
+        422,
+        {"name": ["The name has already been taken."]},
+    )
+    assert (await call(client, "PUT", f"/shipping/zones/{new_id()}", {"name": "x"}))[0] == 404
+
+
+async def test_admin_is_required(client):
+    response = await client.get("/api/v1/shipping/zones")
+    assert response.status == 401
+    response = await client.get(
+        "/api/v1/shipping/zones", headers={"X-Commerce-Identity": '{"sub": "c", "roles": ["customer"]}'}
+    )
+    assert response.status == 403
+
+
+async def make_zone(client, countries, regions=()):
+    status, body = await call(
+        client,
+        "POST",
+        "/shipping/zones",
+        {"name": f"Zone {new_id()}", "countries": countries, "regions": list(regions)},
+    )
+    assert status == 201, body
+    return body["data"]
+
+
+async def make_method(client, type_="standard", name="Standard", **extra):
+    status, body = await call(client, "POST", "/shipping/methods", {"type": type_, "name": name, **extra})
+    assert status == 201, body
+    return body["data"]
+
+
+async def test_methods_create_change_list(client):
+    code = new_id()[:10]
+    method = await make_method(client, "collection", "Pick up", description="At the shop", code=code)
+    assert (method["type"], method["name"], method["description"], method["code"]) == (
+        "collection",
+        "Pick up",
+        "At the shop",
+        code,
+    )
+    assert await call(client, "POST", "/shipping/methods", {"type": "standard", "name": "Other", "code": code}) == (
+        422,
+        {"code": ["The code has already been taken."]},
+    )
+    assert (await call(client, "POST", "/shipping/methods", {"type": "drone", "name": "Fly"}))[0] == 422
+    status, body = await call(client, "PUT", f"/shipping/methods/{method['id']}", {"name": "Collect", "code": None})
+    assert (status, body["data"]["name"], body["data"]["code"], body["data"]["type"]) == (
+        200,
+        "Collect",
+        None,
+        "collection",
+    )
+    assert (await call(client, "PUT", f"/shipping/methods/{method['id']}", {"name": None}))[0] == 422
+    status, body = await call(client, "GET", "/shipping/methods")
+    assert any(m["id"] == method["id"] and m["name"] == "Collect" for m in body["data"])
+
+
+async def test_prices_create_change_and_references(client, pool):
+    zone = await make_zone(client, ["XC"], [{"name": "Isles", "prefixes": ["HS"]}])
+    other = await make_zone(client, ["XD"], [{"name": "Elsewhere", "prefixes": ["ZZ"]}])
+    method = await make_method(client, "regional", "Courier")
+    isles = zone["regions"]["data"][0]["id"]
+    status, body = await call(
+        client,
+        "POST",
+        "/shipping/prices",
+        {"method_id": method["id"], "zone_id": zone["id"], "region_id": isles, "rate": 1499, "max_weight": 2000},
+    )
+    assert status == 201, body
+    price = body["data"]
+    assert price == {
+        "id": price["id"],
+        "rate": 1499,
+        "tax": 299,
+        "fixed": True,
+        "currency": "GBP",
+        "min_basket": 0,
+        "min_weight": 0,
+        "max_weight": 2000,
+        "weight_unit": "g",
+        "region_id": isles,
+        "method": {
+            "data": {"id": method["id"], "type": "regional", "name": "Courier", "description": None, "code": None}
+        },
+        "zone": {"data": {"id": zone["id"], "name": zone["name"]}},
+    }
+    bad = [
+        ({"method_id": new_id(), "zone_id": zone["id"], "rate": 1}, {"method_id"}),
+        ({"method_id": method["id"], "zone_id": new_id(), "rate": 1}, {"zone_id"}),
+        (
+            {
+                "method_id": method["id"],
+                "zone_id": zone["id"],
+                "region_id": other["regions"]["data"][0]["id"],
+                "rate": 1,
+            },
+            {"region_id"},
+        ),
+        (
+            {"method_id": method["id"], "zone_id": zone["id"], "rate": 1, "min_weight": 500, "max_weight": 100},
+            {"max_weight"},
+        ),
+        ({"method_id": method["id"], "zone_id": zone["id"], "rate": -1}, {"rate"}),
+        ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1.5}, {"rate"}),
+        ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1, "currency": "POUND"}, {"currency"}),
+        ({"method_id": method["id"], "zone_id": zone["id"]}, {"rate"}),
+    ]
+    before = await pool.fetchval("SELECT count(*) FROM prices")
+    for payload, fields in bad:
+        status, errors = await call(client, "POST", "/shipping/prices", payload)
+        assert (status, set(errors)) == (422, fields), payload
+    assert await pool.fetchval("SELECT count(*) FROM prices") == before
+
+    status, body = await call(client, "PUT", f"/shipping/prices/{price['id']}", {"rate": 1599, "max_weight": None})
+    assert (status, body["data"]["rate"], body["data"]["max_weight"], body["data"]["region_id"]) == (
+        200,
+        1599,
+        None,
+        isles,
+    )
+    # Moving a price to another zone leaves its region behind.
+    status, body = await call(client, "PUT", f"/shipping/prices/{price['id']}", {"zone_id": other["id"]})
+    assert (status, body["data"]["zone"]["data"]["id"], body["data"]["region_id"]) == (200, other["id"], None)
+    assert (await call(client, "PUT", f"/shipping/prices/{price['id']}", {"rate": None}))[0] == 422
+    assert (await call(client, "PUT", f"/shipping/prices/{new_id()}", {"rate": 1}))[0] == 404
+    status, body = await call(client, "GET", "/shipping/prices")
+    assert any(p["id"] == price["id"] and p["rate"] == 1599 for p in body["data"])
+
+
+async def test_a_region_a_price_uses_cannot_be_removed(client, pool):
+    zone = await make_zone(client, ["XE"], [{"name": "Isles", "prefixes": ["HS"]}])
+    method = await make_method(client)
+    region = zone["regions"]["data"][0]
+    status, _ = await call(
+        client,
+        "POST",
+        "/shipping/prices",
+        {"method_id": method["id"], "zone_id": zone["id"], "region_id": region["id"], "rate": 100},
+    )
+    assert status == 201
+    status, errors = await call(
+        client, "PUT", f"/shipping/zones/{zone['id']}", {"name": "Renamed " + zone["name"], "regions": []}
+    )
+    assert (status, errors) == (422, {"regions": ["A region that a price uses cannot be removed."]})
+    # nothing half-written: the name did not change either
+    assert await pool.fetchval("SELECT name FROM zones WHERE id = $1", zone["id"]) == zone["name"]
+    status, errors = await call(
+        client, "PUT", f"/shipping/zones/{zone['id']}", {"regions": [{"id": new_id(), "name": "X", "prefixes": ["A"]}]}
+    )
+    assert (status, set(errors)) == (422, {"regions.0.id"})
