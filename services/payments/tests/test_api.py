@@ -12,8 +12,6 @@ from payments.providers import CONSUMED_NONCE, DECLINED_NONCE, TOKEN_CONSUMED, T
 from shared import bus
 from shared.contracts import ResolvePayment, ResolvePaymentReply
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 
 @pytest.fixture
 async def rpc(aiohttp_client, settings) -> AsyncIterator[bus.RpcClient]:

@@ -7,17 +7,12 @@ import uuid
 
 import aio_pika
 import orjson
-import pytest
 
 from payments.app import create_app
 from payments.providers import CONSUMED_NONCE, DECLINED_NONCE, TOKEN_CONSUMED, VALID_NONCE
 from shared.bus import Topology
 from shared.contracts import PaymentCaptured, PaymentDeclined, envelope_for
 from shared.http import new_id
-
-# shared.http stores the request id under a string key, which aiohttp >= 3.14 warns about (the
-# foundation owns that code); the warning is not what these tests are about.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 class CrashAfterCharge:

@@ -12,10 +12,6 @@ from shared.contracts import PaymentCaptured
 
 ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
 
-# shared.http stores the request id under a string key, which aiohttp >= 3.14 warns about (the
-# foundation owns that code); the warning is not what these tests are about.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 
 @pytest.fixture
 async def client(aiohttp_client, settings):

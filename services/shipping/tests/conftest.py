@@ -20,9 +20,7 @@ ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
 
 @pytest.fixture
 def settings(infra) -> ShippingSettings:
-    # The same retry delays as the stack's processes (tests/support.py env_for): the retry queues
-    # are declared with these TTLs, and the broker refuses a second declaration that differs.
-    return infra.settings(ShippingSettings, bus_retry_delays_ms=(200, 1000, 3000))
+    return infra.settings(ShippingSettings)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import pytest
 
 from shared.http import new_id
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
 
 

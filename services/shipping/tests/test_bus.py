@@ -14,8 +14,6 @@ from shared.http import new_id
 from shipping import consumers
 from shipping.seed import EU, METHODS, PRICES, UK, load_demo
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
 
 
