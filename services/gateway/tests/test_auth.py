@@ -12,9 +12,6 @@ from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
 from shared.http import IDENTITY_HEADER
 
-# shared.http stores the request id under a plain string key, which aiohttp warns about once.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 SECRET = "test-secret-for-the-gateway-0123456789-long-enough-for-any-hmac-algorithm"
 ADMIN_PATH = "/api/v1/orders"  # GET /orders is an admin route
 STOREFRONT_PATH = "/api/v1/products"

@@ -16,8 +16,6 @@ from gateway.edge import TokenBuckets, client_address, parse_networks
 from shared import runtime
 from shared.http import REQUEST_ID_HEADER
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 ALLOWED = "https://shop.example.com"
 
 

@@ -19,12 +19,7 @@ from basket.app import create_app
 from basket.settings import BasketSettings
 from shared import http, idempotency, runtime
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 PATH = "/test/effects"
-# The retry queues' TTLs are part of their declaration: an app in this process declares the same
-# queues as the stack's basket process, so it must use the stack's delays (tests/support.py env_for).
-STACK_RETRY_DELAYS_MS = (200, 1000, 3000)
 
 
 class Effects:
@@ -63,7 +58,7 @@ class Effects:
 @pytest.fixture
 async def service(aiohttp_client, infra):
     effects = Effects()
-    app = create_app(infra.settings(BasketSettings, bus_retry_delays_ms=STACK_RETRY_DELAYS_MS))
+    app = create_app(infra.settings(BasketSettings))
     app.router.add_post(PATH, effects.create)
     client = await aiohttp_client(app)
     client.effects = effects  # type: ignore[attr-defined]
@@ -97,7 +92,7 @@ async def test_every_service_app_has_the_middleware_after_the_standard_ones(infr
         (shipping_app, ShippingSettings),
         (payments_app, PaymentsSettings),
     ):
-        app = factory(infra.settings(settings_cls, bus_retry_delays_ms=STACK_RETRY_DELAYS_MS))
+        app = factory(infra.settings(settings_cls))
         names = [m.__name__ for m in app.middlewares]
         assert names[:3] == ["access_log_middleware", "request_id_middleware", "error_middleware"], settings_cls
         assert "idempotency" in names[3:], settings_cls

@@ -17,8 +17,6 @@ from gateway.app import create_app
 from gateway.routes import PREFIX, ROUTES, Route
 from gateway.settings import GatewaySettings
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 METHODS = {"get", "put", "post", "delete", "patch"}
 
 

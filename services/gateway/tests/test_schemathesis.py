@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -25,7 +27,7 @@ from schemathesis.core.failures import FailureGroup
 from gateway import openapi
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
-from tests.support import Stack, migrate_all, start_infra, start_stack, stop_infra, stop_stack
+from tests.support import Infra, Stack, migrate_all, start_stack, stop_infra, stop_stack
 
 MAX_EXAMPLES = 8
 CHECKS = [
@@ -44,18 +46,36 @@ OPERATIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    infra = start_infra()
+async def _create_database(admin_dsn: str, database: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
     try:
-        asyncio.run(migrate_all(infra))
-        stack = start_stack(infra, tmp_path_factory.mktemp("fuzz-stack-logs"))  # loads the demo data too
+        await conn.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def fuzz_stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The session's Postgres and RabbitMQ, with a database and a bus namespace of its own."""
+    run_id = secrets.token_hex(4)
+    database = f"commerce_fuzz_{run_id}"
+    admin = urlsplit(infra.admin_dsn)
+    asyncio.run(_create_database(infra.admin_dsn, database))
+    own = Infra(
+        admin_dsn=urlunsplit(admin._replace(path=f"/{database}")),
+        amqp_url=infra.amqp_url,
+        namespace=f"f{run_id}",
+        database=database,
+    )
+    try:
+        asyncio.run(migrate_all(own))
+        stack = start_stack(own, tmp_path_factory.mktemp("fuzz-stack-logs"))  # loads the demo data too
         try:
             yield stack
         finally:
             stop_stack(stack)
     finally:
-        stop_infra(infra)
+        stop_infra(own)  # drops its database and bus namespace, never the session's
 
 
 def _call(base: str, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
