@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 async def find_type(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
     """By id, or by handle (some clients send the handle where the id belongs)."""
+    if "\x00" in key:  # Postgres text cannot hold NUL: no type has such a key
+        return None
     return await queries.type_by_id(conn, key) or await queries.type_by_handle(conn, key)
 
 
@@ -164,7 +166,7 @@ async def resolve_payment(
         if request.payment_type_id:
             row = await find_type(conn, request.payment_type_id)
         else:
-            row = await queries.type_by_handle(conn, request.payment_type or domain.DEFAULT_TYPE_HANDLE)
+            row = await find_type(conn, request.payment_type or domain.DEFAULT_TYPE_HANDLE)
     if row is None or not row["enabled"] or row["driver"] not in providers:
         return ResolvePaymentReply(errors={field: [domain.UNKNOWN_TYPE]})
     error = await providers[row["driver"]].validate_token(request.payment_token)

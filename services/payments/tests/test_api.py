@@ -60,6 +60,7 @@ async def test_resolve_by_id_and_by_handle(rpc, pool):
             {"payment_type_id": ["The selected payment type is invalid."]},
         ),
         ({"payment_type": "bitcoin"}, {"payment_type": ["The selected payment type is invalid."]}),
+        ({"payment_type_id": "card\u0000"}, {"payment_type_id": ["The selected payment type is invalid."]}),
     ],
 )
 async def test_resolve_errors(rpc, fields, errors):

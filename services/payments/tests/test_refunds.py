@@ -109,7 +109,10 @@ async def test_concurrent_refunds_never_exceed_the_charge(client, checkout, pool
     assert total == 900
 
 
-@pytest.mark.parametrize("body", [{"amount": 0}, {"amount": -5}, {"amount": "12"}, {"amount": 1.5}, {"notes": 5}])
+BAD_REFUNDS = [{"amount": 0}, {"amount": -5}, {"amount": "12"}, {"amount": 1.5}, {"notes": 5}, {"notes": "a\u0000"}]
+
+
+@pytest.mark.parametrize("body", BAD_REFUNDS)
 async def test_refund_body_is_validated(client, checkout, body):
     charge_id = await captured(checkout, 1000)
     status, payload = await refund(client, charge_id, body)

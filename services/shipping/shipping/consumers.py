@@ -34,6 +34,8 @@ SUBSCRIPTIONS = {OrderPlaced.routing_key(): Subscription(OrderPlaced, on_order_p
 
 async def quote(pool: asyncpg.Pool, request: QuoteShipping) -> ShippingQuoteReply:
     country = request.country.strip().upper()
+    if len(country) != 2 or not country.isalpha():  # an ISO 3166 alpha-2 code, or no zone at all
+        return ShippingQuoteReply(prices=[])
     async with pool.acquire() as conn:
         candidates = await queries.candidates_for_country(conn, country)
     order = domain.Order(country, request.zip, request.sub_total, request.weight_grams, request.currency)

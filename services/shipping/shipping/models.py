@@ -14,13 +14,22 @@ from shipping.domain import ANY_POSTCODE, Candidate, normalise_prefix, shipping_
 
 WEIGHT_UNIT = "g"  # min_weight / max_weight are integer grams
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in value:
+        raise ValueError("Text must not contain NUL characters")
+    return value
+
+
+Id = Annotated[str, StringConstraints(max_length=64), AfterValidator(_no_nul)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
 Currency = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
 Money = Annotated[int, Field(strict=True, ge=0, le=10**12)]
 Grams = Annotated[int, Field(strict=True, ge=0, le=10**9)]
-Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), AfterValidator(_no_nul)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), AfterValidator(_no_nul)]
 MethodType = Literal["standard", "collection", "regional"]
 
 
@@ -42,7 +51,7 @@ def _unique_countries(values: list[str] | None) -> list[str] | None:
 
 
 class RegionIn(BaseModel):
-    id: str | None = None
+    id: Id | None = None
     name: Name
     prefixes: Annotated[list[Prefix], Field(min_length=1, max_length=500)]
 
@@ -108,9 +117,9 @@ class MethodUpdate(BaseModel):
 
 
 class PriceCreate(BaseModel):
-    method_id: str
-    zone_id: str
-    region_id: str | None = None
+    method_id: Id
+    zone_id: Id
+    region_id: Id | None = None
     rate: Money
     currency: Currency = "GBP"
     min_basket: Money = 0
@@ -122,9 +131,9 @@ class PriceCreate(BaseModel):
 class PriceUpdate(BaseModel):
     """Only the fields sent change (`region_id` and `max_weight` may be sent as null to clear)."""
 
-    method_id: str | None = None
-    zone_id: str | None = None
-    region_id: str | None = None
+    method_id: Id | None = None
+    zone_id: Id | None = None
+    region_id: Id | None = None
     rate: Money | None = None
     currency: Currency | None = None
     min_basket: Money | None = None
@@ -134,14 +143,17 @@ class PriceUpdate(BaseModel):
 
 
 class ShipmentsQuery(BaseModel):
-    order_id: str | None = None
+    order_id: Id | None = None
     status: Literal["open", "dispatched"] | None = None
     page: int = Field(1, ge=1, le=100_000)
     per_page: int = Field(50, ge=1, le=200)
 
 
 class DispatchRequest(BaseModel):
-    tracking_no: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    tracking_no: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
+        | None
+    ) = None
 
 
 # ---------------------------------------------------------------------------------------------

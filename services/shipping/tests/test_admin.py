@@ -65,6 +65,8 @@ async def test_zones_create_change_list(client):
         ({"name": "Z", "regions": [{"name": "R", "prefixes": []}]}, "regions.0.prefixes"),
         ({"name": "Z", "regions": [{"name": "R", "prefixes": ["A-1"]}]}, "regions.0.prefixes.0"),
         ({"name": "Z", "regions": [{"name": "R", "prefixes": ["A"]}, {"name": "R", "prefixes": ["B"]}]}, "regions"),
+        ({"name": "Z\u0000"}, "name"),
+        ({"name": "Z", "regions": [{"name": "R", "prefixes": ["A\u0000"]}]}, "regions.0.prefixes.0"),
     ],
 )
 async def test_zone_validation(client, body, field):
@@ -184,6 +186,7 @@ async def test_prices_create_change_and_references(client, pool):
         ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1.5}, {"rate"}),
         ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1, "currency": "POUND"}, {"currency"}),
         ({"method_id": method["id"], "zone_id": zone["id"]}, {"rate"}),
+        ({"method_id": "m\u0000", "zone_id": zone["id"], "rate": 1}, {"method_id"}),
     ]
     before = await pool.fetchval("SELECT count(*) FROM prices")
     for payload, fields in bad:

@@ -79,6 +79,7 @@ async def test_quote_over_the_bus(rpc, table):
     assert await ask(rpc, country=t["a"], weight_grams=6000) == [(t["a_std"], 500, 100)]
     assert await ask(rpc, country=t["b"]) == [(t["b_std"], 1200, 240)]
     assert await ask(rpc, country="YY") == []
+    assert await ask(rpc, country="X\u0000") == []
     assert await ask(rpc, country=t["a"], currency="EUR") == []
 
 
