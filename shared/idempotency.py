@@ -106,14 +106,15 @@ async def purge(pool: asyncpg.Pool, retention: timedelta, batch: int = 1000) -> 
 
 def middleware(
     retention: timedelta = timedelta(hours=24),
-    lease: timedelta = timedelta(minutes=2),
+    lease: timedelta = timedelta(seconds=45),
     purge_every: float = 600.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> Callable:
     """The aiohttp middleware; place it after `http.standard_middlewares()`.
 
     `lease` must be longer than any request can run (the gateway gives up after its per-route
-    timeout, 30 s at most): a claim older than that belongs to a process that died.
+    timeout, 30 s at most): a claim older than that belongs to a process that died. Its length is
+    how long a client retrying after such a death gets 409s, so it is kept just past that bound.
     """
     if retention < timedelta(hours=24):
         raise ValueError("idempotency keys are kept at least 24 hours")
@@ -135,8 +136,8 @@ def middleware(
     @web.middleware
     async def idempotency(request: web.Request, handler: http.Handler) -> web.StreamResponse:
         key = request.headers.get(HEADER)
-        if request.method != "POST" or key is None:
-            return await handler(request)
+        if request.method != "POST" or key is None or request.match_info.http_exception is not None:
+            return await handler(request)  # not keyed, or no such route (a 404/405 acts on nothing)
         if not KEY_PATTERN.match(key):
             raise http.ApiError(400, f"The {HEADER} header must be 1 to 255 visible ASCII characters")
         pool = request.app[runtime.POOL]

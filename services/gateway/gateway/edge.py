@@ -77,7 +77,7 @@ def cors_middleware(settings: GatewaySettings) -> Callable:
 # ---------------------------------------------------------------------------------------------
 # Rate limit
 
-EXEMPT_PATHS = frozenset({"/health/live", "/health/ready"})
+EXEMPT_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 
 class TokenBuckets:
@@ -150,6 +150,14 @@ def client_address(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
 CLIENT = web.RequestKey("client", str)  # the resolved client address, also forwarded upstream
 
 
+def bucket_of(client: str) -> str:
+    """An IPv6 client is its /64: one host (one subscriber line) holds a whole /64 to rotate through."""
+    address = _ip(client)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address.ipv4_mapped) if isinstance(address, ipaddress.IPv6Address) else client
+
+
 def rate_limit_middleware(settings: GatewaySettings, clock: Callable[[], float] = time.monotonic) -> Callable:
     trusted = parse_networks(settings.trusted_proxies)
     buckets = None
@@ -161,7 +169,7 @@ def rate_limit_middleware(settings: GatewaySettings, clock: Callable[[], float] 
         client = client_address(request, trusted)
         request[CLIENT] = client
         if buckets is not None and request.path not in EXEMPT_PATHS:
-            wait = buckets.take(client)
+            wait = buckets.take(bucket_of(client))
             if wait > 0:
                 raise ApiError(429, headers={"Retry-After": str(max(1, math.ceil(wait)))})
         return await handler(request)

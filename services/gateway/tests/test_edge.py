@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from gateway.edge import TokenBuckets, client_address, parse_networks
+from gateway.edge import TokenBuckets, bucket_of, client_address, parse_networks
 from shared import runtime
 from shared.http import REQUEST_ID_HEADER
 
@@ -207,6 +207,7 @@ async def test_burst_over_the_limit_is_429_with_retry_after(make_gateway):
     # Unknown paths cost tokens too, and health checks never do.
     assert (await client.get("/api/v1/nowhere")).status == 429
     assert (await client.get("/health/live")).status == 200
+    assert (await client.get("/health/ready")).status == 200
 
 
 async def test_rate_limit_refills(make_gateway):
@@ -265,6 +266,14 @@ def _request(peer: str, forwarded: str | None) -> web.Request:
 )
 def test_client_address(peer, forwarded, expected):
     assert client_address(_request(peer, forwarded), parse_networks(["10.0.0.0/8"])) == expected
+
+
+def test_an_ipv6_client_is_counted_by_its_64():
+    assert bucket_of("2001:db8:1:2:aaaa::1") == bucket_of("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert bucket_of("2001:db8:1:3::1") != bucket_of("2001:db8:1:2::1")
+    assert bucket_of("::ffff:192.0.2.1") == "192.0.2.1"
+    assert bucket_of("192.0.2.1") == "192.0.2.1"
+    assert bucket_of("unknown") == "unknown"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -246,10 +246,12 @@ async def test_keys_are_kept_24_hours_then_purged(service, admin_db):
         idempotency.middleware(retention=timedelta(hours=1))
 
 
-async def test_gets_and_keyless_posts_are_not_recorded(service, admin_db):
+async def test_gets_keyless_posts_and_unknown_routes_are_not_recorded(service, admin_db):
     before = await admin_db.fetchval("SELECT count(*) FROM basket.idempotency_keys")
     await service.get("/health/live", headers={"Idempotency-Key": key()})
     await post(service, {"a": 1}, None)
+    response = await service.post("/no/such/route", json={"a": 1}, headers={"Idempotency-Key": key()})
+    assert response.status == 404
     assert await admin_db.fetchval("SELECT count(*) FROM basket.idempotency_keys") == before
 
 
