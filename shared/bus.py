@@ -247,9 +247,13 @@ class EventConsumer:
         except PermanentError as exc:
             await self.park(message, f"permanent failure: {_short(exc)}")
             return
-        except Exception as exc:
+        except Exception as exc:  # anything else is retried, then parked
             await self.retry_or_park(message, exc)
             return
+        await self.acknowledge(message)
+
+    async def acknowledge(self, message: AbstractIncomingMessage) -> None:
+        """After the commit: a crash before this line redelivers, and the inbox absorbs it."""
         await message.ack()
 
     async def handle(self, envelope: Envelope, subscription: Subscription, payload: Any) -> bool:

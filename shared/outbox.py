@@ -108,37 +108,33 @@ class Relay:
         self._wake.set()
 
     async def _listen(self) -> None:
+        """A connection of its own for LISTEN (a pooled one may be recycled under it)."""
         if self._listener is not None and not self._listener.is_closed():
             return
+        await self._close_listener()
+        dsn = self.listen_dsn
+        if dsn is None:
+            return  # polling only
         try:
-            if self.listen_dsn:
-                self._listener = await asyncpg.connect(self.listen_dsn)
-            else:
-                self._listener = await self.pool.acquire()
+            self._listener = await asyncpg.connect(dsn, timeout=5)
             await self._listener.add_listener(notify_channel(self.schema), self.wake)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.warning("outbox listener unavailable, polling", extra={"error": str(exc)})
             await self._close_listener()
 
     async def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
-        if listener is None:
-            return
-        with contextlib.suppress(Exception):
-            await listener.remove_listener(notify_channel(self.schema), self.wake)
-        with contextlib.suppress(Exception):
-            if self.listen_dsn:
-                await listener.close()
-            else:
-                await self.pool.release(listener)
+        if listener is not None:
+            listener.terminate()
 
     async def _run(self) -> None:
+        # Nothing may end this loop but stop(): a dead relay is an outbox that silently grows.
         while not self._stopping.is_set():
-            await self._listen()
             self._wake.clear()
             try:
+                await self._listen()
                 count = await self.drain_once()
-            except Exception as exc:
+            except Exception as exc:  # the database or the broker is away: poll again later
                 log.warning("outbox relay pass failed", extra={"error": f"{type(exc).__name__}: {exc}"})
                 count = 0
                 await self._close_listener()

@@ -62,6 +62,7 @@ def outbox_relay(settings: ServiceSettings) -> CleanupCtx:
             bus.Topology.from_settings(settings).events_exchange,
             batch_size=settings.outbox_batch_size,
             poll_interval=settings.outbox_poll_interval,
+            listen_dsn=settings.database_url,
         )
         await relay.start(app[BROKER])
         app[RELAY] = relay

@@ -95,6 +95,10 @@ class Infra:
                 f"{prefix}BUS_NAMESPACE": self.namespace,
                 f"{prefix}BUS_RETRY_DELAYS_MS": str(list(RETRY_DELAYS_MS)),
                 f"{prefix}OUTBOX_POLL_INTERVAL": "0.5",
+                # Up to three stacks run at once in one test run (the session's, the fault suite's,
+                # the bench smoke's): keep them all under Postgres's default 100 connections.
+                f"{prefix}DB_POOL_MIN": "1",
+                f"{prefix}DB_POOL_MAX": "4",
             }
         return env
 
@@ -199,6 +203,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen | None = None
+    command: list[str] | None = None  # what `python -m` runs; the service itself by default
 
     @property
     def url(self) -> str:
@@ -207,7 +212,7 @@ class ServiceProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.name],
+            [sys.executable, "-m", *(self.command or [self.name])],
             cwd=ROOT,
             env={**os.environ, **self.env},
             stdout=log,

@@ -58,6 +58,7 @@ class Platform:
             self.settings[service].db_schema,
             self.topology(service).events_exchange,
             poll_interval=0.2,
+            listen_dsn=self.settings[service].database_url,
         )
         assert self.connection is not None
         await relay.start(self.connection)
