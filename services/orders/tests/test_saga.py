@@ -678,3 +678,16 @@ async def test_admin_dispatch_after_placement(
     assert [li["sku"] for li in mine["lines"]["data"]] == ["A", "STD"]
     back = await client.put(f"{URL}/{order['id']}", json={"status": "payment-received"}, headers=ADMIN)
     assert back.status == 422
+
+
+async def test_the_outcome_wakes_the_request_by_notify_not_by_polling(
+    app_factory: Any, settings: OrdersSettings, responders: None, store: Store, shipping: FakeShipping, script: Script
+) -> None:
+    # A poll slower than the deadline: only the NOTIFY of the placing transaction can answer in time.
+    client = await app_factory(settings.model_copy(update={"process_poll_interval": 60.0, "process_deadline": 20.0}))
+    order = await ready_order(client, store, shipping)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    response = await process(client, order["id"])
+    assert response.status == 200
+    assert loop.time() - started < 5.0
