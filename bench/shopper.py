@@ -157,7 +157,13 @@ class Shopper:
             body["payment_token"] = payment_token
         if payment_type is not None:
             body["payment_type"] = payment_type
-        result = await self.call("POST", "/orders/process", "/orders/process", json=body, expect=(200, 201, 202))
+        try:
+            result = await self.call("POST", "/orders/process", "/orders/process", json=body, expect=(200, 201, 202))
+        except CheckoutFailed as exc:
+            # A retry whose first try was cut off after the order was placed: look before giving up.
+            if self.retry_for is None or exc.status != 422 or "already been processed" not in str(exc.body):
+                raise
+            return (await self.call("GET", f"/orders/{order_id}", "/orders/{id}"))["data"]
         data = result["data"]
         if data.get("placed_at") is None:
             data = await self.wait_for_outcome(order_id)

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from shared import outbox
 from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consumed_by
+from shared.errors import UNAVAILABLE
 from shared.metrics import COUNTERS
 from shared.settings import ServiceSettings
 
@@ -279,22 +280,30 @@ class EventConsumer:
         return True
 
     async def retry_or_park(self, message: AbstractIncomingMessage, exc: Exception) -> None:
-        attempt = int((message.headers or {}).get("x-retry-count", 0)) + 1
-        if attempt > len(self.topology.retry_delays_ms):
+        """A failing handler is retried through the delay queues, then parked with the reason.
+
+        A failure of the database or the broker is not the message's fault: it is retried, at the
+        longest delay at most, for as long as the outage lasts, and never parked.
+        """
+        headers = dict(message.headers or {})
+        unavailable = isinstance(exc, UNAVAILABLE)
+        counter = "x-unavailable-count" if unavailable else "x-retry-count"
+        attempt = int(headers.get(counter, 0)) + 1
+        delays = len(self.topology.retry_delays_ms)
+        if not unavailable and attempt > delays:
             await self.park(message, f"gave up after {attempt - 1} retries: {_short(exc)}")
             return
         log.warning(
             "event handler failed, retrying",
             extra={"type": message.type, "attempt": attempt, "error": _short(exc)},
-            exc_info=not isinstance(exc, OSError | asyncpg.PostgresConnectionError | TimeoutError),
+            exc_info=not unavailable,
         )
         COUNTERS.inc("events_retried_total")
-        headers = dict(message.headers or {})
-        headers["x-retry-count"] = attempt
+        headers[counter] = attempt
         headers["x-last-error"] = _short(exc)
         assert self.channel is not None
         await self.channel.default_exchange.publish(
-            _copy(message, headers), routing_key=self.topology.retry_queue(attempt)
+            _copy(message, headers), routing_key=self.topology.retry_queue(min(attempt, delays))
         )
         await message.ack()
 

@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import aio_pika
-import asyncpg
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+
+from shared.errors import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +47,6 @@ DEFAULT_MESSAGES = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
-
-# Failures of the infrastructure under a request, as opposed to bugs: answered 503, retryable.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    ConnectionError,
-    aio_pika.exceptions.AMQPConnectionError,
-    aio_pika.exceptions.ChannelInvalidStateError,
-    TimeoutError,
-)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

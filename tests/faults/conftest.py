@@ -85,6 +85,7 @@ class Scenario:
             "placed": sum(o.placed for o in self.outcomes),
             "told_failed": sum(not o.placed for o in self.outcomes),
             "faults_injected": self.faults_injected,
+            "told_failed_errors": sorted({(o.error or "")[:160] for o in self.outcomes if not o.placed}),
             "orders_lost": self.books.lost_orders,
             "double_charges": self.books.double_charges,
             "seconds": round(self.seconds, 1),
@@ -141,6 +142,9 @@ def assert_books(scenario: Scenario, *, client_resets_allowed: bool = False) -> 
     assert placed > 0, [o.error for o in scenario.outcomes]
     for client in scenario.shoppers:
         assert client.malformed_errors == [], client.malformed_errors
+        # 502/503/504 are honest answers during a fault; a 500 is an unhandled exception: a bug.
+        errors = [r for r in client.responses if r[1] == 500]
+        assert errors == [], f"500s: {errors}"
         if not client_resets_allowed:
             assert client.transport_errors == [], client.transport_errors
     for outcome in scenario.outcomes:
@@ -157,6 +161,16 @@ def run(*command: str, timeout: float = 120) -> None:
 
 def postgres_version() -> str:
     return sorted(os.listdir("/etc/postgresql"))[-1]
+
+
+def broker_ready(timeout: float = 90) -> None:
+    """Like .ci/run: the node answers `await_startup` only once it has registered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(["rabbitmqctl", "-q", "await_startup"], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(1)
+    raise TimeoutError("RabbitMQ did not come back")
 
 
 def pg_ready(timeout: float = 60) -> None:

@@ -17,6 +17,7 @@ import pytest
 from tests.faults.conftest import (
     FaultStack,
     assert_books,
+    broker_ready,
     in_thread,
     pg_ready,
     postgres_version,
@@ -52,7 +53,7 @@ async def test_broker_stopped_and_started_again_loses_nothing(faults: FaultStack
         await asyncio.sleep(2)
         # As .ci/run starts it; left running.
         await in_thread(run, "rabbitmq-server", "-detached")
-        await in_thread(run, "rabbitmqctl", "await_startup")
+        await in_thread(broker_ready)
         for name in ("basket", "orders", "shipping", "payments"):
             await in_thread(faults.stack[name].wait_ready, 60)
         return 1

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import aio_pika
+import asyncpg
 import orjson
 
 from shared import outbox
@@ -242,3 +243,38 @@ async def test_failing_handler_is_retried_with_backoff_then_parked(platform: Pla
     await channel.close()
     assert len(attempts) == 3  # first try + 2 retries (retry_delays_ms has two steps)
     assert await platform.effects("basket", "always-fails") == 0
+
+
+async def test_an_outage_is_retried_past_the_retry_budget_and_never_parked(platform: Platform):
+    failures: list[int] = []
+
+    async def database_away(ctx, payload):
+        if len(failures) < 4:  # more failures than the two retry delays
+            failures.append(1)
+            raise asyncpg.PostgresConnectionError("the database went away")
+        await ctx.conn.execute(
+            "INSERT INTO effects (consumer, event_id, order_id) VALUES ('basket', $1, $2)",
+            ctx.envelope.event_id,
+            payload.order_id,
+        )
+
+    from shared.bus import EventConsumer, Subscription
+    from shared.contracts import OrderPlaced
+
+    consumer = EventConsumer(
+        platform.pools["basket"],
+        platform.topology("basket"),
+        {OrderPlaced.routing_key(): Subscription(OrderPlaced, database_away)},
+    )
+    assert platform.connection is not None
+    await consumer.start(platform.connection)
+    platform._stoppable.append(consumer)
+
+    await enqueue_direct(platform, "outage")
+    await wait_for(lambda: _has(platform, "basket", "outage"), timeout=15, what="effect after the outage")
+    assert len(failures) == 4
+    assert await platform.effects("basket", "outage") == 1
+    channel = await platform.connection.channel()
+    dlq = await channel.declare_queue(platform.topology("basket").dead_letter_queue(), passive=True)
+    assert dlq.declaration_result.message_count == 0
+    await channel.close()
