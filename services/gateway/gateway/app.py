@@ -8,14 +8,21 @@ from gateway.edge import cors_middleware, rate_limit_middleware
 from gateway.handlers import SESSION, forwarder
 from gateway.openapi import OPENAPI_PATH, load_document
 from gateway.routes import PREFIX, ROUTES
-from gateway.settings import GatewaySettings
+from gateway.settings import UPSTREAM_SERVICES, GatewaySettings
+from gateway.upstreams import UpstreamPool
 from shared import http, runtime
 
 
 def http_session(settings: GatewaySettings) -> runtime.CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=settings.upstream_connections, keepalive_timeout=30)
-        app[SESSION] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        # aiohttp resends an idempotent request once on the same instance when a pooled connection
+        # was lost; the gateway decides that itself (its rule is wider, and it prefers another
+        # instance), so that a request is never sent more than twice. The attribute is private
+        # (aiohttp's own test client sets it the same way).
+        session._retry_connection = False
+        app[SESSION] = session
         yield
         await app[SESSION].close()
 
@@ -48,11 +55,17 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.cleanup_ctx.append(http_session(settings))
     # One resource per path, whatever the order of the table, so that a wrong method is a 405
     # whose Allow lists every method of the path.
+    # One pool per service, shared by its routes: what one request learns about an instance
+    # being down, the next one (any route) uses.
+    pools = {
+        service: UpstreamPool(service, settings.upstreams(service), settings.upstream_down_for)
+        for service in UPSTREAM_SERVICES
+    }
     resources: dict[str, web.Resource] = {}
     for route in ROUTES:
         resource = resources.get(route.path) or app.router.add_resource(PREFIX + route.path)
         resources[route.path] = resource
-        resource.add_route(route.method, forwarder(route, settings))
+        resource.add_route(route.method, forwarder(route, settings, pools[route.service]))
     app.router.add_route("GET", PREFIX + OPENAPI_PATH, openapi_handler(load_document()))
     add_docs_routes(app)
     runtime.add_health_routes(app)

@@ -1,9 +1,17 @@
-"""Forwarding: one handler per route of the table, bound to the service that owns it."""
+"""Forwarding: one handler per route of the table, bound to the service that owns it.
+
+Each service may have several instances (`GatewaySettings.upstreams`): a request goes to the next
+one in turn; a connection that cannot be made fails over to the next instance within the same
+request; a connection lost before any answer is retried once when the request is safe to repeat.
+Only when no instance could be reached is the answer a 503.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -15,7 +23,9 @@ from gateway.auth import identity_header, verify_admin
 from gateway.edge import CLIENT
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
+from gateway.upstreams import UpstreamPool
 from shared.http import IDENTITY_HEADER, REQUEST_ID_HEADER, ApiError, request_id
+from shared.metrics import COUNTERS
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +49,36 @@ STRIPPED_REQUEST = HOP_BY_HOP | {IDENTITY_HEADER.lower(), "authorization", "cook
 STRIPPED_RESPONSE = HOP_BY_HOP | {"server", "date"}
 
 
-def forwarder(route: Route, settings: GatewaySettings) -> Callable[[web.Request], Awaitable[web.Response]]:
-    base = settings.upstream(route.service)
-    timeout = aiohttp.ClientTimeout(total=route.timeout or settings.default_timeout)
+# No connection to the instance could be made: nothing was sent, any other instance may take the request.
+UNREACHABLE = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+# The connection died before the answer's first byte: typically a pooled keep-alive connection the
+# instance closed (it is shutting down) just as a request went out on it. The request may or may
+# not have reached the handler, so only a request safe to repeat is sent again.
+LOST = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientConnectionResetError)
+REPEATABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+IDEMPOTENCY_KEY = "Idempotency-Key"
+
+COUNTERS.describe("upstream_unreachable_total", "connections to an upstream instance that could not be made")
+COUNTERS.describe("upstream_retried_total", "requests sent again after their connection was lost before an answer")
+
+
+def repeatable(route: Route, request: web.Request) -> bool:
+    """Whether sending the request twice has the effect of sending it once.
+
+    PUT and DELETE set a state; a POST with an Idempotency-Key is recorded under that key by the
+    service (a repeat replays or waits); some POSTs are safe by design (`Route.repeatable`).
+    """
+    return (
+        request.method in REPEATABLE_METHODS
+        or route.repeatable
+        or (request.method == "POST" and bool(request.headers.get(IDEMPOTENCY_KEY, "").strip()))
+    )
+
+
+def forwarder(
+    route: Route, settings: GatewaySettings, pool: UpstreamPool
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    budget = route.timeout or settings.default_timeout
 
     async def forward(request: web.Request) -> web.Response:
         headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in STRIPPED_REQUEST)
@@ -52,30 +89,78 @@ def forwarder(route: Route, settings: GatewaySettings) -> Callable[[web.Request]
         body = await request.read() if request.body_exists else None
         # The raw (still percent-encoded) path: decoding it here would turn an id holding `%2F`
         # into two path segments upstream.
-        url = URL(base + request.rel_url.raw_path_qs, encoded=True)
-        try:
-            async with request.app[SESSION].request(
-                request.method,
-                url,
-                headers=headers,
-                data=body,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as upstream:
-                payload = await upstream.read()
+        path = request.rel_url.raw_path_qs
+        # One deadline for the whole request, failovers included: the route's timeout is what the
+        # client and the shutdown budget count on.
+        deadline = time.monotonic() + budget
+        candidates = collections.deque(pool.candidates())
+        may_retry = repeatable(route, request)
+        while candidates:
+            instance = candidates.popleft()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            timeout = aiohttp.ClientTimeout(
+                total=remaining, sock_connect=min(settings.upstream_connect_timeout, remaining)
+            )
+            try:
+                upstream = await request.app[SESSION].request(
+                    request.method,
+                    URL(instance.url + path, encoded=True),
+                    headers=headers,
+                    data=body,
+                    timeout=timeout,
+                    allow_redirects=False,
+                )
+            except UNREACHABLE as exc:
+                COUNTERS.inc("upstream_unreachable_total")
+                pool.mark_down(instance)
+                log.warning(
+                    "upstream unreachable",
+                    extra={"service": route.service, "instance": instance.url, "error": str(exc)},
+                )
+                continue
+            except TimeoutError as exc:
+                raise _timed_out(route, budget) from exc
+            except LOST as exc:
+                if not may_retry:
+                    log.warning("upstream failed", extra={"service": route.service, "error": str(exc)})
+                    raise ApiError(502, f"The {route.service} service failed to answer") from exc
+                # Once, preferably on another instance; this one goes to the back of the line (a
+                # fresh connection to it may well work: only the pooled one was stale).
+                may_retry = False
+                candidates.append(instance)
+                COUNTERS.inc("upstream_retried_total")
+                log.warning(
+                    "upstream connection lost, retrying",
+                    extra={"service": route.service, "instance": instance.url, "error": str(exc)},
+                )
+                continue
+            except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+                log.warning("upstream failed", extra={"service": route.service, "error": str(exc)})
+                raise ApiError(502, f"The {route.service} service failed to answer") from exc
+            pool.mark_up(instance)
+            # The answer has started: whatever happens now, the request is never sent again.
+            async with upstream:
+                try:
+                    payload = await upstream.read()
+                except TimeoutError as exc:
+                    raise _timed_out(route, budget) from exc
+                except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+                    log.warning("upstream failed", extra={"service": route.service, "error": str(exc)})
+                    raise ApiError(502, f"The {route.service} service failed to answer") from exc
                 response_headers = CIMultiDict(
                     (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
                 )
                 return web.Response(status=upstream.status, body=payload, headers=response_headers)
-        except aiohttp.ClientConnectorError as exc:
-            log.warning("upstream unreachable", extra={"service": route.service, "error": str(exc)})
-            raise ApiError(503, f"The {route.service} service is unavailable") from exc
-        except TimeoutError as exc:
-            log.warning("upstream timed out", extra={"service": route.service, "timeout": timeout.total})
-            raise ApiError(504, f"The {route.service} service did not answer in time") from exc
-        except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
-            log.warning("upstream failed", extra={"service": route.service, "error": str(exc)})
-            raise ApiError(502, f"The {route.service} service failed to answer") from exc
+        if time.monotonic() >= deadline:
+            raise _timed_out(route, budget)
+        raise ApiError(503, f"The {route.service} service is unavailable")
 
     forward.__name__ = f"forward_{route.service}"
     return forward
+
+
+def _timed_out(route: Route, budget: float) -> ApiError:
+    log.warning("upstream timed out", extra={"service": route.service, "timeout": budget})
+    return ApiError(504, f"The {route.service} service did not answer in time")

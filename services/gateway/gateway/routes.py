@@ -19,6 +19,9 @@ class Route:
     admin: bool = False
     timeout: float | None = None  # seconds; the gateway's default when None
     summary: str = ""
+    # A POST whose repeat has the effect of one call even without an Idempotency-Key: the gateway
+    # may send it again when its connection was lost before any answer (see handlers.repeatable).
+    repeatable: bool = False
 
 
 ROUTES: tuple[Route, ...] = (
@@ -39,7 +42,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/basket-lines/{id}/add", "basket", summary="Increase a line's quantity"),
     Route("PUT", "/basket-lines/{id}/remove", "basket", summary="Decrease a line's quantity"),
     # orders
-    Route("POST", "/orders/process", "orders", timeout=30.0, summary="Process (pay for) an order"),
+    # Safe by design: one charge per order whatever the number of calls (the order's state machine).
+    Route("POST", "/orders/process", "orders", timeout=30.0, summary="Process (pay for) an order", repeatable=True),
     Route("POST", "/orders", "orders", summary="Create or re-sync the basket's order"),
     Route("GET", "/orders", "orders", admin=True, summary="Orders (paginated)"),
     Route("GET", "/orders/{id}", "orders", summary="An order"),

@@ -1,6 +1,10 @@
 from typing import ClassVar
 
+from pydantic import field_validator
+
 from shared.settings import ServiceSettings, prefixed
+
+UPSTREAM_SERVICES = ("basket", "orders", "shipping", "payments")
 
 
 class GatewaySettings(ServiceSettings):
@@ -10,10 +14,17 @@ class GatewaySettings(ServiceSettings):
     host: str = "0.0.0.0"
     port: int = 8000
 
+    # One base URL per instance, comma-separated (`http://10.0.0.5:8001,http://10.0.0.6:8001`), or a
+    # single URL (a Kubernetes Service that balances itself). Several: round-robin over the instances
+    # not marked down, failing over to the next one when a connection cannot be made.
     basket_url: str = "http://127.0.0.1:8001"
     orders_url: str = "http://127.0.0.1:8002"
     shipping_url: str = "http://127.0.0.1:8003"
     payments_url: str = "http://127.0.0.1:8004"
+    # An instance that refused a connection (or did not accept one within the connect timeout) is
+    # skipped for this many seconds, then tried again; it is still tried when every instance is down.
+    upstream_down_for: float = 2.0
+    upstream_connect_timeout: float = 2.0
 
     max_body_bytes: int = 256 * 1024
     default_timeout: float = 5.0
@@ -37,5 +48,14 @@ class GatewaySettings(ServiceSettings):
     # Peers (IPs or CIDRs) whose X-Forwarded-For is believed: a load balancer in front of the gateway.
     trusted_proxies: list[str] = []
 
-    def upstream(self, service: str) -> str:
-        return getattr(self, f"{service}_url").rstrip("/")
+    @field_validator(*(f"{name}_url" for name in UPSTREAM_SERVICES))
+    @classmethod
+    def _instances(cls, value: str) -> str:
+        urls = [url.strip().rstrip("/") for url in value.split(",")]
+        if not urls or any(not url.startswith(("http://", "https://")) for url in urls):
+            raise ValueError("expected comma-separated http(s) base URLs")
+        return ",".join(urls)
+
+    def upstreams(self, service: str) -> tuple[str, ...]:
+        """The base URLs of a service's instances, without a trailing slash."""
+        return tuple(getattr(self, f"{service}_url").split(","))
