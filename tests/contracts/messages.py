@@ -27,7 +27,7 @@ Overrides = dict[str, st.SearchStrategy[Any]]
 
 PUBLISHED = load_checked_in()
 
-TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=40)
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=40)
 NEW_ID = st.text("abcdefghijklmnopqrstuvwxyz234567", min_size=24, max_size=24)
 IDS = st.one_of(NEW_ID, NEW_ID, TEXT)
 CURRENCIES = st.one_of(
