@@ -37,6 +37,17 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset query when a connection goes back to the pool.
+
+    asyncpg's default sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: one round trip per request, for session state this code never leaves behind (no
+    session-level SET, advisory lock, cursor or LISTEN on a pooled connection: those live on
+    dedicated connections). An open transaction is still rolled back by the pool itself, and the
+    search_path is a connection start-up parameter, so nothing carries over between users.
+    """
+
+
 async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
@@ -45,6 +56,7 @@ async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
         command_timeout=settings.db_command_timeout,
         server_settings={"search_path": settings.db_schema, "application_name": settings.service},
         init=_init_connection,
+        reset=_keep_session,
     )
 
 

@@ -1,10 +1,12 @@
 """Transactional outbox: events are rows written with the state change, published by a relay.
 
-The relay claims due rows with `FOR UPDATE SKIP LOCKED` (so several replicas never publish the
-same row at the same time), publishes them persistent and mandatory with publisher confirms,
-and deletes them only after the broker confirmed, in the same transaction that held the lock.
-A crash between the confirm and the commit publishes the row again; consumers' inboxes absorb
-the duplicate. The relay is woken by NOTIFY and polls as a fallback.
+The relay claims due rows in one statement: `FOR UPDATE SKIP LOCKED` (so several replicas never
+take the same row at the same time) and a lease (`next_attempt_at` moved past the publish), so
+that no transaction stays open while the broker is asked. It publishes them persistent and
+mandatory with publisher confirms and deletes them only after the broker confirmed. A relay that
+dies in between leaves its rows leased: they are published again once the lease ends, and
+consumers' inboxes absorb the duplicate. A pass that fails gives its lease back at once. The
+relay is woken by NOTIFY and polls as a fallback (slowly while its LISTEN connection is up).
 """
 
 from __future__ import annotations
@@ -29,6 +31,25 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
+# The row and the relay's wake-up in one statement. current_schema() is the service's own schema
+# (search_path is set per pool); the notification is delivered on commit, never for a rollback.
+ENQUEUE = """
+WITH queued AS (
+    INSERT INTO outbox (event_id, routing_key, mandatory, body, headers) VALUES ($1, $2, $3, $4, $5)
+    RETURNING id
+)
+SELECT pg_notify(current_schema() || '_outbox', '') FROM queued
+"""
+CLAIM = """
+UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2)
+WHERE id IN (
+    SELECT id FROM outbox WHERE next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, event_id, routing_key, mandatory, body, headers, attempts
+"""
+GIVE_BACK = "UPDATE outbox SET next_attempt_at = now() WHERE id = ANY($1::bigint[])"
+
+
 async def enqueue(
     conn: asyncpg.Connection,
     payload: Contract,
@@ -45,15 +66,13 @@ async def enqueue(
         raise ValueError(f"{payload.routing_key()} is produced by {spec.producer}, not {producer}")
     envelope = envelope_for(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
     await conn.execute(
-        "INSERT INTO outbox (event_id, routing_key, mandatory, body, headers) VALUES ($1, $2, $3, $4, $5)",
+        ENQUEUE,
         envelope.event_id,
         envelope.routing_key,
         not spec.external,
         envelope.model_dump_json().encode(),
         {"correlation_id": correlation_id} if correlation_id else {},
     )
-    # current_schema() is the service's own schema: search_path is set per pool.
-    await conn.execute("SELECT pg_notify(current_schema() || '_outbox', '')")
     return envelope.event_id
 
 
@@ -68,6 +87,7 @@ class Relay:
         poll_interval: float = 1.0,
         publish_timeout: float = 10.0,
         listen_dsn: str | None = None,
+        listening_poll_interval: float = 5.0,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -76,7 +96,13 @@ class Relay:
         self.poll_interval = poll_interval
         self.publish_timeout = publish_timeout
         self.listen_dsn = listen_dsn
+        # While LISTEN works, NOTIFY wakes the relay for every commit: the poll only covers a
+        # notification lost with its connection, so it can be rare.
+        self.listening_poll_interval = max(poll_interval, listening_poll_interval)
+        # Longer than any publish of a batch can take (each one is bounded by publish_timeout).
+        self.lease = 3 * publish_timeout
         self.published = 0
+        self._retry_at: float | None = None  # when the earliest failed publish is due again
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -141,32 +167,42 @@ class Relay:
             if count >= self.batch_size:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        listening = self._listener is not None and not self._listener.is_closed()
+        wait = self.listening_poll_interval if listening else self.poll_interval
+        if self._retry_at is not None:
+            # A failed publish is waiting for its backoff: poll as often as without LISTEN until
+            # a pass after its due time has taken it.
+            if asyncio.get_running_loop().time() > self._retry_at + self.poll_interval:
+                self._retry_at = None
+            else:
+                wait = self.poll_interval
+        return wait
 
     async def drain_once(self) -> int:
         """Publish one batch of due rows; returns how many were published."""
         if self._channel is None or self._channel.is_closed:
             return 0  # broker down: rows wait without burning their retry budget
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """
-                SELECT id, event_id, routing_key, mandatory, body, headers, attempts
-                FROM outbox
-                WHERE next_attempt_at <= now()
-                ORDER BY id
-                LIMIT $1
-                FOR UPDATE SKIP LOCKED
-                """,
-                self.batch_size,
-            )
-            if not rows:
-                return 0
+        rows = sorted(await self.pool.fetch(CLAIM, self.batch_size, self.lease), key=lambda row: row["id"])
+        if not rows:
+            return 0
+        try:
             results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
             sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
-            await self.confirmed(conn, sent)
-            for row, result in zip(rows, results, strict=True):
-                if result is not None:
-                    await self._failed(conn, row, result)
+            async with self.pool.acquire() as conn:
+                await self.confirmed(conn, sent)
+                for row, result in zip(rows, results, strict=True):
+                    if result is not None:
+                        await self._failed(conn, row, result)
+        except BaseException:
+            # This pass is over without forgetting its rows: let the next one (or a replica) take
+            # them now rather than when the lease ends. Confirmed ones are published again, and
+            # the consumers' inboxes absorb that.
+            with contextlib.suppress(Exception):
+                await self.pool.execute(GIVE_BACK, [row["id"] for row in rows])
+            raise
         self.published += len(sent)
         COUNTERS.inc("events_published_total", len(sent))
         return len(sent)
@@ -194,6 +230,8 @@ class Relay:
 
     async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, exc: BaseException) -> None:
         delay = min(2 ** row["attempts"], 30)
+        retry_at = asyncio.get_running_loop().time() + delay
+        self._retry_at = retry_at if self._retry_at is None else min(self._retry_at, retry_at)
         error = f"{type(exc).__name__}: {exc}"[:1000]
         log.warning(
             "outbox publish failed",

@@ -189,6 +189,10 @@ def configure_logging(settings: ServiceSettings) -> None:
     logging.getLogger("aiormq").setLevel(logging.WARNING)
 
 
+ACCESS_LOG = logging.getLogger("access")
+_STATUS_COUNTERS = {n: f"http_responses_{n}xx_total" for n in range(1, 6)}
+
+
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: http.Handler) -> web.StreamResponse:
     started = time.perf_counter()
@@ -201,19 +205,26 @@ async def access_log_middleware(request: web.Request, handler: http.Handler) -> 
         status = exc.status
         raise
     finally:
-        COUNTERS.inc(f"http_responses_{status // 100}xx_total")
-        route = request.match_info.route.resource.canonical if request.match_info.route.resource else None
-        logging.getLogger("access").info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "route": route,
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": http.request_id(request),
-            },
-        )
+        COUNTERS.inc(_STATUS_COUNTERS.get(status // 100) or f"http_responses_{status // 100}xx_total")
+        # Only build the record when it is written (at WARNING, the usual production level under
+        # load, this middleware is a counter and nothing more).
+        if ACCESS_LOG.isEnabledFor(logging.INFO):
+            _log_access(request, status, started)
+
+
+def _log_access(request: web.Request, status: int, started: float) -> None:
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else None
+    ACCESS_LOG.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "route": route,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "request_id": http.request_id(request),
+        },
+    )
 
 
 def _install_uvloop() -> None:
