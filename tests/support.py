@@ -256,7 +256,9 @@ class ServiceProcess:
 @dataclass
 class Stack:
     infra: Infra
-    processes: dict[str, ServiceProcess]
+    processes: dict[str, ServiceProcess]  # the first (or only) instance of each service
+    # Every instance of each service, `processes[name]` first (several with `start_stack(replicas=)`).
+    instances: dict[str, list[ServiceProcess]] = field(default_factory=dict)
 
     @property
     def gateway(self) -> str:
@@ -267,6 +269,9 @@ class Stack:
 
     def __getitem__(self, service: str) -> ServiceProcess:
         return self.processes[service]
+
+    def all(self, service: str) -> list[ServiceProcess]:
+        return self.instances.get(service) or [self.processes[service]]
 
 
 def seed_all(infra: Infra, log_dir: Path) -> None:
@@ -284,24 +289,33 @@ def seed_all(infra: Infra, log_dir: Path) -> None:
             )
 
 
-def start_stack(infra: Infra, log_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+def start_stack(infra: Infra, log_dir: Path, extra_env: dict[str, str] | None = None, *, replicas: int = 1) -> Stack:
+    """The five services as processes; with `replicas` > 1, that many instances of each of the four
+    services (own ports, same database and bus namespace) behind one gateway that lists them all."""
     seed_all(infra, log_dir)
-    ports = {name: free_port() for name in ALL_SERVICES}
-    processes: dict[str, ServiceProcess] = {}
-    gateway_env = {f"GATEWAY_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES}
+    ports = {name: [free_port() for _ in range(1 if name == "gateway" else replicas)] for name in ALL_SERVICES}
+    instances: dict[str, list[ServiceProcess]] = {}
+    gateway_env = {
+        f"GATEWAY_{s.upper()}_URL": ",".join(f"http://127.0.0.1:{port}" for port in ports[s]) for s in SERVICES
+    }
     # Every simulated shopper comes from 127.0.0.1: a per-client limit would throttle them all as one.
     gateway_env["GATEWAY_RATE_LIMIT_RATE"] = "0"
     for name in ALL_SERVICES:
-        env = infra.env_for(name, ports[name]) | (extra_env or {})
-        if name == "gateway":
-            env |= gateway_env
-        processes[name] = ServiceProcess(name, ports[name], env, log_dir / f"{name}.log")
-    for process in processes.values():
-        process.start()
-    stack = Stack(infra, processes)
+        instances[name] = []
+        for index, port in enumerate(ports[name]):
+            env = infra.env_for(name, port) | (extra_env or {})
+            if name == "gateway":
+                env |= gateway_env
+            log_name = f"{name}.log" if index == 0 else f"{name}-{index + 1}.log"
+            instances[name].append(ServiceProcess(name, port, env, log_dir / log_name))
+    stack = Stack(infra, {name: procs[0] for name, procs in instances.items()}, instances)
+    for procs in instances.values():
+        for process in procs:
+            process.start()
     try:
-        for process in processes.values():
-            process.wait_ready()
+        for procs in instances.values():
+            for process in procs:
+                process.wait_ready(30.0 * replicas)  # several processes start at once on few cores
     except Exception:
         stop_stack(stack)
         raise
@@ -309,5 +323,6 @@ def start_stack(infra: Infra, log_dir: Path, extra_env: dict[str, str] | None = 
 
 
 def stop_stack(stack: Stack) -> None:
-    for process in stack.processes.values():
-        process.stop()
+    for name in stack.processes:
+        for process in stack.all(name):
+            process.stop()
