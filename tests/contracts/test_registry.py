@@ -19,11 +19,7 @@ def test_published_schemas_are_compatible_and_up_to_date():
 
 
 def variant_of_order_placed(drop: str | None = None, **fields: Any) -> dict[str, Any]:
-    kept = {
-        name: (info.annotation, info)
-        for name, info in OrderPlaced.model_fields.items()
-        if name != drop
-    }
+    kept = {name: (info.annotation, info) for name, info in OrderPlaced.model_fields.items() if name != drop}
     kept.update(fields)
     return create_model("OrderPlaced", **kept).model_json_schema(mode="serialization")
 
