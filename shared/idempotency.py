@@ -191,11 +191,31 @@ async def _run_claimed(
     return response
 
 
+_pending_releases: set[asyncio.Task] = set()
+
+
 async def _release(pool: asyncpg.Pool, scope: str, key: str) -> None:
     try:
         await pool.execute(RELEASE, scope, key)
-    except Exception:  # the claim stays until its lease ends: a retry gets 409 meanwhile, never a double
-        log.exception("could not release an idempotency key", extra={"scope": scope})
+    except Exception as exc:
+        # Usually the database is away (that is often why the request failed): keep trying in the
+        # background, so that the client's retry runs as soon as it is back rather than after the
+        # lease. Until then a retry gets 409, never a double.
+        log.warning("could not release an idempotency key yet", extra={"scope": scope, "error": repr(exc)})
+        task = asyncio.create_task(_release_later(pool, scope, key))
+        _pending_releases.add(task)
+        task.add_done_callback(_pending_releases.discard)
+
+
+async def _release_later(pool: asyncpg.Pool, scope: str, key: str, attempts: int = 30) -> None:
+    for _ in range(attempts):
+        await asyncio.sleep(1.0)
+        try:
+            await pool.execute(RELEASE, scope, key)
+            return
+        except Exception:  # still away; the lease is the backstop
+            continue
+    log.error("could not release an idempotency key; it expires with its lease", extra={"scope": scope})
 
 
 async def _purge_quietly(pool: asyncpg.Pool, retention: timedelta) -> None:

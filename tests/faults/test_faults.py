@@ -15,6 +15,7 @@ import signal
 import pytest
 
 from tests.faults.conftest import (
+    CHECKOUTS,
     FaultStack,
     assert_books,
     broker_ready,
@@ -114,7 +115,11 @@ async def test_consumer_crashing_after_commit_before_ack_loses_nothing(faults: F
 
     supervisor = asyncio.create_task(supervise())
     try:
-        scenario = await run_scenario(faults, "consumer crash before ack", swap_in_crashing_consumer, inject_after=0)
+        # Every message costs a process restart here: fewer checkouts keep the scenario short.
+        checkouts = max(6, CHECKOUTS // 2)
+        scenario = await run_scenario(
+            faults, "consumer crash before ack", swap_in_crashing_consumer, inject_after=0, checkouts=checkouts
+        )
     finally:
         stop.set()
         await supervisor
