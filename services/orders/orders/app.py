@@ -1,6 +1,7 @@
 from aiohttp import web
 
 from orders import consumers, handlers, saga
+from orders.caches import CACHES, Caches
 from orders.settings import OrdersSettings
 from shared import http, idempotency, runtime
 
@@ -10,6 +11,7 @@ def create_app(settings: OrdersSettings) -> web.Application:
         middlewares=[runtime.access_log_middleware, *http.standard_middlewares(), idempotency.middleware()]
     )
     app[runtime.SETTINGS] = settings
+    app[CACHES] = Caches()
     app.cleanup_ctx.extend(
         [
             runtime.database(settings),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import asyncpg
+
 from orders import domain, queries, saga
 from orders.settings import OrdersSettings
 from shared.bus import HandlerContext, Subscription
@@ -37,34 +39,22 @@ def _ignored(what: str, order_id: str, **extra: object) -> None:
 
 async def on_stock_reserved(ctx: HandlerContext, event: StockReserved) -> None:
     """Step 3: charge exactly the order's total, once per attempt; the token leaves the table."""
-    conn = ctx.conn
-    attempt = await queries.lock_attempt(conn, event.attempt_id, event.order_id)
-    if attempt is None or attempt["stage"] != "stock_requested":
-        _ignored("stock.reserved", event.order_id, stage=attempt and attempt["stage"])
-        return
-    order = await queries.lock_order(conn, event.order_id)
-    if order is None or order["status"] != domain.PAYMENT_PROCESSING or order["attempt_id"] != event.attempt_id:
-        _ignored("stock.reserved", event.order_id, status=order and order["status"])
-        return
     # Amount and currency come from the order (frozen while in flight), never from a client.
-    await queries.request_charge(
-        conn,
-        event.attempt_id,
-        reservation_id=event.reservation_id,
-        amount=order["order_total"],
-        currency=order["currency"],
-    )
-    contact = order["contact_details"] or {}
+    charge = await queries.request_charge_for(ctx.conn, event.attempt_id, event.order_id, event.reservation_id)
+    if charge is None:
+        _ignored("stock.reserved", event.order_id, attempt_id=str(event.attempt_id))
+        return
+    contact = charge["contact_details"] or {}
     await ctx.emit(
         OrderChargeRequested(
-            order_id=order["id"],
+            order_id=event.order_id,
             attempt_id=event.attempt_id,
-            amount=order["order_total"],
-            currency=order["currency"],
-            payment_type_id=attempt["payment_type_id"],
-            payment_token=attempt["payment_token"],
+            amount=charge["order_total"],
+            currency=charge["currency"],
+            payment_type_id=charge["payment_type_id"],
+            payment_token=charge["payment_token"],
             customer_email=contact.get("email"),
-            notes=order["notes"],
+            notes=charge["notes"],
         )
     )
 
@@ -101,42 +91,31 @@ def placing_handler(settings: OrdersSettings):
         """Step 5: place the order: success status, placed_at, a gap-free reference; freeze it."""
         conn = ctx.conn
         await queries.upsert_transaction(conn, event.transaction, event.attempt_id)
-        attempt = await queries.lock_attempt(conn, event.attempt_id, event.order_id)
-        if attempt is None or attempt["stage"] != "charge_requested":
-            if attempt is None or attempt["stage"] != "captured":
-                # Money moved for an attempt this order no longer waits for: a human must look.
-                log.error(
-                    "payment captured for an attempt that is not charging",
-                    extra={"order_id": event.order_id, "attempt_id": str(event.attempt_id)},
-                )
-            else:
-                _ignored("payment.captured", event.order_id)
+        captured = await queries.capture_attempt(conn, event.attempt_id, event.order_id)
+        if captured is None:
+            await _capture_not_placed(conn, event)
             return
-        order = await queries.lock_order(conn, event.order_id)
-        if order is None or order["status"] != domain.PAYMENT_PROCESSING or order["attempt_id"] != event.attempt_id:
-            log.error("payment captured for an order not in flight", extra={"order_id": event.order_id})
-            return
-        await queries.lock_basket(conn, order["basket_id"])
         status = domain.transition(
-            order["status"], domain.success_status(event.success_status or attempt["success_status"])
+            captured["status"], domain.success_status(event.success_status or captured["success_status"])
         )
         placed_at = datetime.now(UTC)
-        number = await queries.next_reference_number(conn, domain.reference_period(placed_at))
-        reference = domain.reference(settings.reference_prefix, domain.reference_period(placed_at), number)
-        placed = await queries.place_order(
+        period = domain.reference_period(placed_at)
+        # The basket's lock first: no new order for this basket while it is being placed.
+        number = await queries.next_reference_number_locking_basket(conn, period, captured["basket_id"])
+        reference = domain.reference(settings.reference_prefix, period, number)
+        placed = await queries.place_and_notify(
             conn,
-            order["id"],
+            event.order_id,
             event.attempt_id,
             status=status,
             placed_at=placed_at,
             reference=reference,
             invoice_reference=domain.invoice_reference(reference),
-            order_type=attempt["payment_type_name"],
+            order_type=captured["payment_type_name"],
         )
-        if placed is None:  # cannot happen while both rows are locked; never place twice
-            raise RuntimeError(f"order {order['id']} changed under its lock")
-        await queries.finish_attempt(conn, event.attempt_id, expected="charge_requested", stage="captured")
-        lines = await queries.get_lines(conn, order["id"])
+        if placed is None:  # cannot happen while the attempt is locked; never place twice
+            raise RuntimeError(f"order {event.order_id} changed under its attempt's lock")
+        # order.placed carries the new status: no order.status_changed besides it.
         await ctx.emit(
             OrderPlaced(
                 order_id=placed["id"],
@@ -148,7 +127,7 @@ def placing_handler(settings: OrdersSettings):
                 currency=placed["currency"],
                 lines=[
                     LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
-                    for line in lines
+                    for line in placed["lines"]
                     if not line["is_shipping"] and line["variant_id"]
                 ],
                 shipping_address=Address(**placed["shipping_details"]) if placed["shipping_details"] else None,
@@ -157,10 +136,23 @@ def placing_handler(settings: OrdersSettings):
                 placed_at=placed_at,
             )
         )
-        await ctx.emit(OrderStatusChanged(order_id=placed["id"], from_status=order["status"], to_status=status))
-        await queries.notify_outcome(conn, order["id"])
 
     return on_payment_captured
+
+
+async def _capture_not_placed(conn: asyncpg.Connection, event: PaymentCaptured) -> None:
+    """A capture the order does not wait for: a duplicate, or money that moved for nothing."""
+    attempt = await queries.lock_attempt(conn, event.attempt_id, event.order_id)
+    if attempt is not None and attempt["stage"] == "captured":
+        _ignored("payment.captured", event.order_id)
+    elif attempt is None or attempt["stage"] != "charge_requested":
+        # Money moved for an attempt this order no longer waits for: a human must look.
+        log.error(
+            "payment captured for an attempt that is not charging",
+            extra={"order_id": event.order_id, "attempt_id": str(event.attempt_id)},
+        )
+    else:
+        log.error("payment captured for an order not in flight", extra={"order_id": event.order_id})
 
 
 async def _follow(

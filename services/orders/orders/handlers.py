@@ -3,7 +3,10 @@
 Every change to an order is a compare-and-set on its version: read the order, ask other
 services what is needed (basket snapshot, shipping quote) outside any transaction, then write
 in one transaction that first claims the version it read; a concurrent change makes it start
-over. Other services' data comes by request/reply over the bus, never over HTTP.
+over. A change that depends on nothing read before (an address, the contact) is one
+compare-and-set statement on the order's status instead. Other services' data comes by
+request/reply over the bus, never over HTTP, and the answers worth keeping for a few seconds
+are kept (`caches.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncpg
 from aiohttp import web
 
 from orders import domain, queries, saga, views
+from orders.caches import CACHES
 from orders.models import (
     AddressIn,
     ContactIn,
@@ -97,6 +101,10 @@ async def _respond(request: web.Request, order: asyncpg.Record, status: int = 20
     return http.json_response({"data": await views.load_order_view(_pool(request), order, wanted)}, status=status)
 
 
+class _Changed(Exception):
+    """The order changed in a way the plan depends on: roll back and start over."""
+
+
 def _no_basis(order: asyncpg.Record) -> object:
     return None
 
@@ -114,34 +122,39 @@ def _shipping_basis(order: asyncpg.Record) -> object:
 
 async def _claim(
     conn: asyncpg.Connection, order: asyncpg.Record, basis: Callable[[asyncpg.Record], object]
-) -> asyncpg.Record | None:
-    """Lock the order and claim its version; None when it changed in a way the plan depends on.
+) -> asyncpg.Record:
+    """Lock the order and claim its version (one statement); raises `_Changed` when it changed in
+    a way the plan depends on, which rolls the claim back with the transaction.
 
     A change the plan does not depend on (another field, an identical concurrent call) does not
     send the caller round again: concurrent edits queue up on the row lock instead of failing.
     """
-    locked = await queries.lock_order(conn, order["id"])
-    if locked is None:
-        raise NotFound()
-    try:
-        domain.ensure_editable(locked["status"])
-    except domain.NotEditable as exc:
-        raise _not_editable(exc) from None
-    if locked["version"] != order["version"] and basis(locked) != basis(order):
-        return None
-    if await queries.claim_editable(conn, locked["id"], locked["version"]) is None:
-        return None
-    return locked
+    claimed = await queries.claim_order(conn, order["id"])
+    if claimed is None:
+        current = await queries.get_order(conn, order["id"])
+        if current is None:
+            raise NotFound()
+        try:
+            domain.ensure_editable(current["status"])
+        except domain.NotEditable as exc:
+            raise _not_editable(exc) from None
+        raise _Changed  # editable again by now: start over
+    if claimed["version"] != order["version"] + 1 and basis(claimed) != basis(order):
+        raise _Changed
+    return claimed
 
 
 async def _edit(
     request: web.Request,
     order_id: str,
     plan: Callable[[asyncpg.Record], Awaitable[T]],
-    apply: Callable[[asyncpg.Connection, asyncpg.Record, T], Awaitable[None]],
+    apply: Callable[[asyncpg.Connection, asyncpg.Record, T], Awaitable[asyncpg.Record]],
     basis: Callable[[asyncpg.Record], object] = _no_basis,
 ) -> asyncpg.Record:
-    """Change an unplaced order: plan from what was read, apply under the version claimed."""
+    """Change an unplaced order: plan from what was read, apply under the version claimed.
+
+    `apply` returns the order as it is after the change (totals included).
+    """
     pool = _pool(request)
     for _ in range(EDIT_RETRIES):
         order = await _get_order(request, order_id)
@@ -150,15 +163,12 @@ async def _edit(
         except domain.NotEditable as exc:
             raise _not_editable(exc) from None
         prepared = await plan(order)
-        async with pool.acquire() as conn, conn.transaction():
-            locked = await _claim(conn, order, basis)
-            if locked is None:
-                continue
-            await apply(conn, locked, prepared)
-            await queries.recompute_totals(conn, order_id)
-            fresh = await queries.get_order(conn, order_id)
-        assert fresh is not None
-        return fresh
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                locked = await _claim(conn, order, basis)
+                return await apply(conn, locked, prepared)
+        except _Changed:
+            continue
     raise ApiError(409, MSG_CHANGED)
 
 
@@ -219,15 +229,19 @@ async def _requote_chosen(
 
 async def _apply_price(
     conn: asyncpg.Connection, order_id: str, price: ShippingPriceView | None, preference: str | None
-) -> None:
-    if price is None:
-        await queries.replace_shipping_line(conn, order_id, None)
-        await queries.set_shipping_choice(conn, order_id, method=None, preference=None, price_id=None)
-        return
-    line = domain.shipping_line(price.method.name, price.method.code, price.zone.name, price.rate)
-    await queries.replace_shipping_line(conn, order_id, line)
-    await queries.set_shipping_choice(
-        conn, order_id, method=price.method.name, preference=preference, price_id=price.id
+) -> asyncpg.Record:
+    """The order's shipping line, choice and totals for `price` (None: no price); the order."""
+    line = None
+    if price is not None:
+        line = domain.shipping_line(price.method.name, price.method.code, price.zone.name, price.rate)
+    amounts = await queries.put_shipping_line(conn, order_id, line)
+    return await queries.set_shipping_choice_and_totals(
+        conn,
+        order_id,
+        method=price.method.name if price is not None else None,
+        preference=preference if price is not None else None,
+        price_id=price.id if price is not None else None,
+        totals=domain.totals(amounts),
     )
 
 
@@ -309,23 +323,27 @@ async def create_order(request: web.Request) -> web.Response:
     )
     pool = _pool(request)
     for _ in range(EDIT_RETRIES):
-        if await queries.basket_has_placed_order(pool, snapshot.id):
+        placed, existing = await queries.basket_orders(pool, snapshot.id)
+        if placed:
             raise ApiError(403, MSG_BASKET_PLACED)
-        existing = await queries.open_order_for_basket(pool, snapshot.id)
         if existing is None:
             async with pool.acquire() as conn, conn.transaction():
                 await queries.lock_basket(conn, snapshot.id)
-                if await queries.basket_has_placed_order(conn, snapshot.id):
-                    raise ApiError(403, MSG_BASKET_PLACED)
-                created = await queries.insert_order_if_none_open(
-                    conn, basket_id=snapshot.id, currency=snapshot.currency, order_type=body.type
+                order = await queries.create_order(
+                    conn,
+                    order_id=http.new_id(),
+                    basket_id=snapshot.id,
+                    currency=snapshot.currency,
+                    order_type=body.type,
+                    weight_grams=snapshot.weight_grams,
+                    basket_totals=_basket_totals(snapshot),
+                    totals=goods,
+                    lines=lines,
                 )
-                if created is None:  # a concurrent call created it: re-sync that one instead
-                    continue
-                await _sync(conn, created["id"], snapshot, lines, body.type)
-                await queries.recompute_totals(conn, created["id"])
-                order = await queries.get_order(conn, created["id"])
-                assert order is not None
+                if order is None:
+                    if await queries.basket_has_placed_order(conn, snapshot.id):
+                        raise ApiError(403, MSG_BASKET_PLACED)
+                    continue  # a concurrent call created it: re-sync that one instead
                 await _emit(
                     conn,
                     request,
@@ -351,16 +369,18 @@ async def create_order(request: web.Request) -> web.Response:
             weight_grams=snapshot.weight_grams,
             currency=snapshot.currency,
         )
-        async with pool.acquire() as conn, conn.transaction():
-            locked = await _claim(conn, existing, _shipping_basis_of_address)
-            if locked is None:
-                continue
-            await _sync(conn, locked["id"], snapshot, lines, body.type)
-            if locked["shipping_price_id"]:
-                await _apply_price(conn, locked["id"], price, locked["shipping_preference"])
-            await queries.recompute_totals(conn, existing["id"])
-            order = await queries.get_order(conn, existing["id"])
-            assert order is not None
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                locked = await _claim(conn, existing, _shipping_basis_of_address)
+                await _sync(conn, locked["id"], snapshot, lines, body.type)
+                if locked["shipping_price_id"]:
+                    order = await _apply_price(conn, locked["id"], price, locked["shipping_preference"])
+                else:
+                    await queries.recompute_totals(conn, existing["id"])
+                    order = await queries.get_order(conn, existing["id"])
+                assert order is not None
+        except _Changed:
+            continue
         return await _respond(request, order, extra=extra)
     raise ApiError(409, MSG_CHANGED)
 
@@ -480,9 +500,21 @@ def _address(body: AddressIn) -> dict[str, Any]:
     return address
 
 
+async def _set_detail(
+    request: web.Request, order_id: str, kind: str, value: dict[str, Any], *, unpriced_only: bool = False
+) -> asyncpg.Record | None:
+    """The common case in one statement; None sends the caller the long way (which also says why
+    an order cannot change: unknown, placed, in flight)."""
+    return await queries.set_detail(_pool(request), order_id, kind, value, unpriced_only=unpriced_only)
+
+
 async def put_shipping_address(request: web.Request) -> web.Response:
     order_id = http.path_id(request)
     address = _address(await http.read_json(request, AddressIn))
+    # No price chosen yet (the usual order of a checkout): nothing to quote again.
+    order = await _set_detail(request, order_id, "shipping", address, unpriced_only=True)
+    if order is not None:
+        return await _respond(request, order)
 
     async def plan(order: asyncpg.Record) -> ShippingPriceView | None:
         return await _requote_chosen(
@@ -494,10 +526,12 @@ async def put_shipping_address(request: web.Request) -> web.Response:
             currency=order["currency"],
         )
 
-    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView | None) -> None:
-        await queries.set_address(conn, order["id"], "shipping", address)
-        if order["shipping_price_id"]:
-            await _apply_price(conn, order["id"], price, order["shipping_preference"])
+    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView | None):
+        changed = await queries.set_detail(conn, order["id"], "shipping", address)
+        assert changed is not None, "claimed in this transaction"
+        if not order["shipping_price_id"]:
+            return changed
+        return await _apply_price(conn, order["id"], price, order["shipping_preference"])
 
     def basis(order: asyncpg.Record) -> object:
         return (order["shipping_price_id"], order["sub_total"], order["weight_grams"], order["currency"])
@@ -505,31 +539,36 @@ async def put_shipping_address(request: web.Request) -> web.Response:
     return await _respond(request, await _edit(request, order_id, plan, apply, basis))
 
 
+async def _put_detail(request: web.Request, order_id: str, kind: str, value: dict[str, Any]) -> web.Response:
+    order = await _set_detail(request, order_id, kind, value)
+    if order is None:
+
+        async def plan(order: asyncpg.Record) -> None:
+            return None
+
+        async def apply(conn: asyncpg.Connection, order: asyncpg.Record, _: None) -> asyncpg.Record:
+            changed = await queries.set_detail(conn, order["id"], kind, value)
+            assert changed is not None, "claimed in this transaction"
+            return changed
+
+        order = await _edit(request, order_id, plan, apply)
+    return await _respond(request, order)
+
+
 async def put_billing_address(request: web.Request) -> web.Response:
     order_id = http.path_id(request)
     address = _address(await http.read_json(request, AddressIn))
-
-    async def plan(order: asyncpg.Record) -> None:
-        return None
-
-    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, _: None) -> None:
-        await queries.set_address(conn, order["id"], "billing", address)
-
-    return await _respond(request, await _edit(request, order_id, plan, apply))
+    return await _put_detail(request, order_id, "billing", address)
 
 
 async def put_contact(request: web.Request) -> web.Response:
     order_id = http.path_id(request)
     body = await http.read_json(request, ContactIn)
-    contact = {"email": str(body.email), "phone": body.phone}
+    return await _put_detail(request, order_id, "contact", {"email": str(body.email), "phone": body.phone})
 
-    async def plan(order: asyncpg.Record) -> None:
-        return None
 
-    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, _: None) -> None:
-        await queries.set_contact(conn, order["id"], contact)
-
-    return await _respond(request, await _edit(request, order_id, plan, apply))
+def _quote_basis(order: asyncpg.Record) -> object:
+    return (order["shipping_details"], order["sub_total"], order["weight_grams"], order["currency"])
 
 
 async def shipping_methods(request: web.Request) -> web.Response:
@@ -545,6 +584,7 @@ async def shipping_methods(request: web.Request) -> web.Response:
         weight_grams=order["weight_grams"],
         currency=order["currency"],
     )
+    request.app[CACHES].quotes.put(order["id"], (_quote_basis(order), prices))
     return http.json_response({"data": [_price_view(p) for p in prices if p.currency == order["currency"]]})
 
 
@@ -554,26 +594,31 @@ async def put_shipping_cost(request: web.Request) -> web.Response:
     price_id = body.price_id
     if not price_id or not http.is_id(price_id):
         raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
+    quotes = request.app[CACHES].quotes
 
     async def plan(order: asyncpg.Record) -> ShippingPriceView:
         if not order["shipping_details"]:
             raise ValidationFailed.one("shipping_address", domain.MSG_NO_SHIPPING_ADDRESS)
-        prices = await _quote(
-            request,
-            order,
-            address=order["shipping_details"],
-            sub_total=order["sub_total"],
-            weight_grams=order["weight_grams"],
-            currency=order["currency"],
-            price_id=price_id,
-        )
+        quoted = quotes.get(order["id"])
+        if quoted is not None and quoted[0] == _quote_basis(order):
+            prices = quoted[1]  # what the customer was shown for this very order, seconds ago
+        else:
+            prices = await _quote(
+                request,
+                order,
+                address=order["shipping_details"],
+                sub_total=order["sub_total"],
+                weight_grams=order["weight_grams"],
+                currency=order["currency"],
+                price_id=price_id,
+            )
         price = next((p for p in prices if p.id == price_id and p.currency == order["currency"]), None)
         if price is None:
             raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
         return price
 
-    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView) -> None:
-        await _apply_price(conn, order["id"], price, body.preference)
+    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView) -> asyncpg.Record:
+        return await _apply_price(conn, order["id"], price, body.preference)
 
     return await _respond(request, await _edit(request, order_id, plan, apply, _shipping_basis))
 
@@ -679,30 +724,41 @@ def _readiness(order: asyncpg.Record, lines: list[asyncpg.Record]) -> domain.Rea
     )
 
 
-async def _complete_order(request: web.Request, order_id: str) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
-    order = await queries.get_order(_pool(request), order_id)
+async def _complete_order(request: web.Request, order_id: str) -> asyncpg.Record:
+    """The order (with its `lines`) if it can be processed now; else the error that says why."""
+    order = await queries.get_order_with(_pool(request), order_id, lines=True)
     if order is None:
         raise ValidationFailed.one("order_id", "The selected order id is invalid.")
     _ensure_processable(order)
-    lines = await queries.get_lines(_pool(request), order_id)
-    errors = domain.missing_for_checkout(_readiness(order, lines))
+    errors = domain.missing_for_checkout(_readiness(order, order["lines"]))
     if errors:
         raise ValidationFailed(errors)
-    return order, lines
+    return order
+
+
+async def _resolve_payment(request: web.Request, body: ProcessIn) -> Any:
+    cache = request.app[CACHES].payments
+    key = (body.payment_type_id, body.payment_type, body.payment_token)
+    resolved = cache.get(key)
+    if resolved is None:
+        resolved = await _ask(
+            request,
+            ResolvePayment(
+                payment_type_id=body.payment_type_id, payment_type=body.payment_type, payment_token=body.payment_token
+            ),
+            "payments",
+        )
+        if not resolved.errors and resolved.payment_type is not None:
+            cache.put(key, resolved)
+    return resolved
 
 
 async def process_order(request: web.Request) -> web.Response:
     body = await http.read_json(request, ProcessIn)
     if not http.is_id(body.order_id):
         raise ValidationFailed.one("order_id", "The selected order id is invalid.")
-    await _complete_order(request, body.order_id)
-    resolved = await _ask(
-        request,
-        ResolvePayment(
-            payment_type_id=body.payment_type_id, payment_type=body.payment_type, payment_token=body.payment_token
-        ),
-        "payments",
-    )
+    order = await _complete_order(request, body.order_id)
+    resolved = await _resolve_payment(request, body)
     if resolved.errors:
         raise ValidationFailed(dict(resolved.errors))
     payment_type = resolved.payment_type
@@ -710,81 +766,78 @@ async def process_order(request: web.Request) -> web.Response:
         raise ValidationFailed.one("payment_type_id", "The selected payment type is invalid.")
     attempt_id = uuid.uuid4()
     pool = _pool(request)
-    for _ in range(EDIT_RETRIES):
-        order, lines = await _complete_order(request, body.order_id)
-        async with pool.acquire() as conn, conn.transaction():
+    waiter = request.app[saga.WAITER]
+    # Registered before the commit: the outcome's NOTIFY cannot come before we listen for it.
+    expectation = await waiter.expect(body.order_id)
+    try:
+        for attempt in range(EDIT_RETRIES):
+            if attempt:
+                order = await _complete_order(request, body.order_id)
             domain.transition(order["status"], domain.PAYMENT_PROCESSING)
-            started = await queries.start_processing(
-                conn,
-                order["id"],
-                expected=order["status"],
-                version=order["version"],
-                attempt_id=attempt_id,
-                notes=body.notes,
-                customer_reference=body.customer_reference,
-                meta=body.meta,
-            )
-            if started is None:
-                continue
-            await queries.insert_attempt(
-                conn,
-                attempt_id=attempt_id,
-                order_id=order["id"],
-                payment_type_id=payment_type.id,
-                payment_type_name=payment_type.name,
-                payment_type_handle=payment_type.handle,
-                payment_driver=payment_type.driver,
-                success_status=domain.success_status(payment_type.success_status),
-                payment_token=body.payment_token,
-                currency=order["currency"],
-            )
-            await _emit(
-                conn,
-                request,
-                OrderStockRequested(
-                    order_id=order["id"],
+            async with pool.acquire() as conn, conn.transaction():
+                started = await queries.start_attempt(
+                    conn,
+                    order["id"],
+                    expected=order["status"],
+                    version=order["version"],
                     attempt_id=attempt_id,
-                    basket_id=order["basket_id"],
-                    lines=[
-                        LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
-                        for line in lines
-                        if not line["is_shipping"] and line["variant_id"]
-                    ],
-                ),
-            )
-            await _emit(
-                conn,
-                request,
-                OrderStatusChanged(
-                    order_id=order["id"], from_status=order["status"], to_status=domain.PAYMENT_PROCESSING
-                ),
-            )
-        break
-    else:
-        raise ApiError(409, MSG_CHANGED)
-    return await _await_outcome(request, body.order_id, attempt_id)
+                    notes=body.notes,
+                    customer_reference=body.customer_reference,
+                    meta=body.meta,
+                    payment_type=payment_type,
+                    success_status=domain.success_status(payment_type.success_status),
+                    payment_token=body.payment_token,
+                )
+                if started is None:
+                    continue
+                # Entering payment-processing is announced by this event (no order.status_changed:
+                # the in-flight state is the saga's own).
+                await _emit(
+                    conn,
+                    request,
+                    OrderStockRequested(
+                        order_id=order["id"],
+                        attempt_id=attempt_id,
+                        basket_id=order["basket_id"],
+                        lines=[
+                            LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
+                            for line in order["lines"]
+                            if not line["is_shipping"] and line["variant_id"]
+                        ],
+                    ),
+                )
+            break
+        else:
+            raise ApiError(409, MSG_CHANGED)
+    except BaseException:
+        waiter.forget(expectation)
+        raise
+    return await _await_outcome(request, body.order_id, attempt_id, expectation)
 
 
-async def _await_outcome(request: web.Request, order_id: str, attempt_id: uuid.UUID) -> web.Response:
+async def _await_outcome(
+    request: web.Request, order_id: str, attempt_id: uuid.UUID, expectation: saga.Expectation
+) -> web.Response:
     pool = _pool(request)
     settings = _settings(request)
 
     async def check() -> asyncpg.Record | None:
-        attempt = await queries.get_attempt(pool, attempt_id)
-        if attempt is None or attempt["stage"] in queries.IN_FLIGHT_STAGES:
+        outcome = await queries.attempt_outcome(pool, attempt_id)
+        if outcome is None or outcome["stage"] in queries.IN_FLIGHT_STAGES:
             return None
-        return attempt
+        return outcome
 
-    attempt = await request.app[saga.WAITER].wait(order_id, check, settings.process_deadline)
-    order = await _get_order(request, order_id)
-    if attempt is None:
+    outcome = await request.app[saga.WAITER].wait(order_id, check, settings.process_deadline, expectation)
+    if outcome is None:
         # Past the deadline: the saga goes on; a later GET shows the outcome.
-        return await _respond(request, order, status=202)
-    stage = attempt["stage"]
+        return await _respond(request, await _get_order(request, order_id), status=202)
+    stage = outcome["stage"]
     if stage == "captured":
-        return await _respond(request, order, extra={"lines", "shipping", "transactions"})
+        wanted = http.includes(request) | {"lines", "shipping", "transactions"}
+        view = views.order_view(outcome, wanted, outcome["lines"], queries.transactions_of(outcome))
+        return http.json_response({"data": view})
     if stage == "refused":
-        raise ValidationFailed(attempt["errors"] or {"lines": ["Insufficient stock levels"]})
+        raise ValidationFailed(outcome["errors"] or {"lines": ["Insufficient stock levels"]})
     if stage == "timed_out":
         raise ApiError(503, "The stock could not be reserved in time; please try again")
     raise ApiError(403, MSG_PAYMENT_FAILED)

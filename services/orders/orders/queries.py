@@ -50,8 +50,55 @@ async def get_order(conn: Conn, order_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)
 
 
+# The order's lines (and transactions) as JSON arrays beside its columns: one round trip for
+# what a response or a checkout needs. `lines` / `transactions` are lists of dicts.
+_LINES_JSON = f"""
+    (SELECT coalesce(json_agg(l ORDER BY l.is_shipping, l.position, l.id), '[]')
+     FROM (SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = o.id) l) AS lines
+"""
+_TRANSACTIONS_JSON = f"""
+    (SELECT coalesce(json_agg(t ORDER BY t.created_at, t.id), '[]')
+     FROM (SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE order_id = o.id) t) AS transactions
+"""
+_O_ORDER_COLUMNS = ", ".join(f"o.{name.strip()}" for name in ORDER_COLUMNS.split(","))
+
+
+def _related(lines: bool, transactions: bool) -> str:
+    parts = [_LINES_JSON if lines else "NULL::json AS lines"]
+    parts.append(_TRANSACTIONS_JSON if transactions else "NULL::json AS transactions")
+    return ", ".join(parts)
+
+
+def transactions_of(row: asyncpg.Record) -> list[dict[str, Any]]:
+    """The transactions of a row read with `transactions=True`, timestamps as datetimes again."""
+    return [tx | {"created_at": datetime.fromisoformat(tx["created_at"])} for tx in row["transactions"] or []]
+
+
+async def get_order_with(
+    conn: Conn, order_id: str, *, lines: bool = False, transactions: bool = False
+) -> asyncpg.Record | None:
+    """The order's columns plus `lines` and `transactions` (JSON, or NULL when not asked for)."""
+    return await conn.fetchrow(
+        f"SELECT {_O_ORDER_COLUMNS}, {_related(lines, transactions)} FROM orders o WHERE o.id = $1", order_id
+    )
+
+
 async def lock_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 FOR UPDATE", order_id)
+
+
+async def basket_orders(conn: Conn, basket_id: str) -> tuple[bool, asyncpg.Record | None]:
+    """Whether the basket has a placed order, and its open order if any: one round trip."""
+    row = await conn.fetchrow(
+        f"""
+        SELECT EXISTS (SELECT 1 FROM orders WHERE basket_id = $1 AND placed_at IS NOT NULL) AS placed, o.id AS open_id,
+            {_O_ORDER_COLUMNS}
+        FROM (SELECT 1) one
+        LEFT JOIN orders o ON o.basket_id = $1 AND o.placed_at IS NULL AND o.status <> 'expired'
+        """,
+        basket_id,
+    )
+    return row["placed"], (row if row["open_id"] is not None else None)
 
 
 async def open_order_for_basket(conn: Conn, basket_id: str) -> asyncpg.Record | None:
@@ -139,6 +186,99 @@ async def insert_order_if_none_open(
     )
 
 
+_LINE_RECORD = """
+    id text, position integer, variant_id text, product_id text, sku text, description text, option text,
+    quantity integer, unit_price bigint, unit_qty integer, line_total bigint, tax_total bigint, tax_rate integer,
+    discount_total bigint, requires_shipping boolean, weight_grams bigint
+"""
+
+
+def _goods_rows(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": new_id(),
+            "position": position,
+            **{name: line[name] for name in _GOODS_FIELDS},
+        }
+        for position, line in enumerate(lines, start=1)
+    ]
+
+
+_GOODS_FIELDS = (
+    "variant_id",
+    "product_id",
+    "sku",
+    "description",
+    "option",
+    "quantity",
+    "unit_price",
+    "unit_qty",
+    "line_total",
+    "tax_total",
+    "tax_rate",
+    "discount_total",
+    "requires_shipping",
+    "weight_grams",
+)
+
+
+async def create_order(
+    conn: asyncpg.Connection,
+    *,
+    order_id: str,
+    basket_id: str,
+    currency: str,
+    order_type: str | None,
+    weight_grams: int,
+    basket_totals: dict[str, Any],
+    totals: domain.Totals,
+    lines: Sequence[dict[str, Any]],
+) -> asyncpg.Record | None:
+    """The basket's open order with its goods lines and totals, in one statement; None when the
+    basket has an open order already (the partial unique index) or a placed one.
+
+    Run under `lock_basket`: the check for a placed order is only good while that lock is held.
+    """
+    return await conn.fetchrow(
+        f"""
+        WITH n AS (SELECT nextval('order_display_seq') AS v),
+        created AS (
+            INSERT INTO orders (id, basket_id, status, type, currency, display_id, weight_grams, basket_totals,
+                sub_total, delivery_total, discount_total, tax_total, order_total)
+            SELECT $1, $2, $3, $4, $5, '#ORD-' || lpad(n.v::text, greatest(4, length(n.v::text)), '0'),
+                $6, $7, $8, $9, $10, $11, $12
+            FROM n
+            WHERE NOT EXISTS (SELECT 1 FROM orders WHERE basket_id = $2 AND placed_at IS NOT NULL)
+            ON CONFLICT (basket_id) WHERE placed_at IS NULL AND status <> 'expired' DO NOTHING
+            RETURNING {ORDER_COLUMNS}
+        ),
+        goods AS (
+            INSERT INTO order_lines (id, order_id, position, variant_id, product_id, sku, description, option,
+                quantity, unit_price, unit_qty, line_total, tax_total, tax_rate, discount_total, requires_shipping,
+                weight_grams)
+            SELECT l.id, created.id, l.position, l.variant_id, l.product_id, l.sku, l.description, l.option,
+                l.quantity, l.unit_price, l.unit_qty, l.line_total, l.tax_total, l.tax_rate, l.discount_total,
+                l.requires_shipping, l.weight_grams
+            FROM created, jsonb_to_recordset($13::jsonb) AS l({_LINE_RECORD})
+        )
+        SELECT {ORDER_COLUMNS} FROM created
+        """,
+        order_id,
+        basket_id,
+        domain.AWAITING_PAYMENT,
+        order_type,
+        currency,
+        weight_grams,
+        basket_totals,
+        totals.sub_total,
+        totals.delivery_total,
+        totals.discount_total,
+        totals.tax_total,
+        totals.order_total,
+        _goods_rows(lines),
+    )
+
+
 async def claim_editable(conn: asyncpg.Connection, order_id: str, version: int) -> int | None:
     """Compare-and-set: the order is still at `version` and editable; bumps the version."""
     return await conn.fetchval(
@@ -149,6 +289,45 @@ async def claim_editable(conn: asyncpg.Connection, order_id: str, version: int) 
         """,
         order_id,
         version,
+        list(domain.EDITABLE),
+    )
+
+
+async def claim_order(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record | None:
+    """Lock an editable order and bump its version in one statement (the caller compares what it
+    planned from); None when the order is unknown or not editable."""
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET version = version + 1, updated_at = now()
+        WHERE id = $1 AND status = ANY($2::text[])
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        list(domain.EDITABLE),
+    )
+
+
+DETAIL_COLUMNS = {"shipping": "shipping_details", "billing": "billing_details", "contact": "contact_details"}
+
+
+async def set_detail(
+    conn: Conn, order_id: str, kind: str, value: dict[str, Any], *, unpriced_only: bool = False
+) -> asyncpg.Record | None:
+    """An address or the contact of an editable order, in one compare-and-set statement.
+
+    None when the order is unknown, not editable or (`unpriced_only`) has a chosen shipping price,
+    whose quote the change may invalidate: the caller then takes the long way.
+    """
+    column = DETAIL_COLUMNS[kind]
+    unpriced = " AND shipping_price_id IS NULL" if unpriced_only else ""
+    return await conn.fetchrow(
+        f"""
+        UPDATE orders SET {column} = $2, version = version + 1, updated_at = now()
+        WHERE id = $1 AND status = ANY($3::text[]){unpriced}
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        value,
         list(domain.EDITABLE),
     )
 
@@ -199,6 +378,37 @@ async def set_shipping_choice(
         preference,
         price_id,
     )
+
+
+async def set_shipping_choice_and_totals(
+    conn: asyncpg.Connection,
+    order_id: str,
+    *,
+    method: str | None,
+    preference: str | None,
+    price_id: str | None,
+    totals: domain.Totals,
+) -> asyncpg.Record:
+    """The chosen price and the totals it leads to; returns the order. Unplaced orders only."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE orders SET shipping_method = $2, shipping_preference = $3, shipping_price_id = $4,
+            sub_total = $5, delivery_total = $6, discount_total = $7, tax_total = $8, order_total = $9
+        WHERE id = $1 AND placed_at IS NULL
+        RETURNING {ORDER_COLUMNS}
+        """,
+        order_id,
+        method,
+        preference,
+        price_id,
+        totals.sub_total,
+        totals.delivery_total,
+        totals.discount_total,
+        totals.tax_total,
+        totals.order_total,
+    )
+    assert row is not None, "only called with the order's row locked"
+    return row
 
 
 async def recompute_totals(conn: asyncpg.Connection, order_id: str) -> domain.Totals:
@@ -294,6 +504,55 @@ async def start_processing(
         notes,
         customer_reference,
         meta,
+    )
+
+
+async def start_attempt(
+    conn: Conn,
+    order_id: str,
+    *,
+    expected: str,
+    version: int,
+    attempt_id: uuid.UUID,
+    notes: str | None,
+    customer_reference: str | None,
+    meta: Any,
+    payment_type: Any,
+    success_status: str,
+    payment_token: str | None,
+) -> asyncpg.Record | None:
+    """Compare-and-set the order into payment-processing and record its attempt, in one statement;
+    None (and nothing written) when the order moved on since it was read."""
+    return await conn.fetchrow(
+        f"""
+        WITH started AS (
+            UPDATE orders SET status = $4, version = version + 1, updated_at = now(), attempt_id = $5,
+                notes = coalesce($6, notes), customer_reference = coalesce($7, customer_reference),
+                meta = coalesce($8, meta)
+            WHERE id = $1 AND status = $2 AND version = $3
+            RETURNING {ORDER_COLUMNS}
+        ),
+        attempt AS (
+            INSERT INTO checkout_attempts (attempt_id, order_id, stage, payment_type_id, payment_type_name,
+                payment_type_handle, payment_driver, success_status, payment_token, currency)
+            SELECT $5, started.id, 'stock_requested', $9, $10, $11, $12, $13, $14, started.currency FROM started
+        )
+        SELECT {ORDER_COLUMNS} FROM started
+        """,
+        order_id,
+        expected,
+        version,
+        domain.PAYMENT_PROCESSING,
+        attempt_id,
+        notes,
+        customer_reference,
+        meta,
+        payment_type.id,
+        payment_type.name,
+        payment_type.handle,
+        payment_type.driver,
+        success_status,
+        payment_token,
     )
 
 
@@ -407,6 +666,49 @@ async def replace_goods_lines(conn: asyncpg.Connection, order_id: str, lines: Se
     )
 
 
+async def put_shipping_line(
+    conn: asyncpg.Connection, order_id: str, line: domain.ShippingLine | None
+) -> list[domain.LineAmounts]:
+    """Set (or, for None, remove) the order's one shipping line; returns the amounts of all its
+    lines afterwards, for `domain.totals`. One statement."""
+    if line is None:
+        change = "DELETE FROM order_lines WHERE order_id = $1 AND is_shipping RETURNING 1"
+        args: tuple[Any, ...] = (order_id,)
+    else:
+        # The partial unique index (one shipping line per order) is the arbiter: replace in place.
+        change = """
+            INSERT INTO order_lines (id, order_id, position, sku, description, option, quantity, unit_price,
+                unit_qty, line_total, tax_total, tax_rate, is_shipping, requires_shipping)
+            VALUES ($2, $1, 0, $3, $4, $5, 1, $6, 1, $7, $8, $9, true, false)
+            ON CONFLICT (order_id) WHERE is_shipping DO UPDATE SET sku = EXCLUDED.sku,
+                description = EXCLUDED.description, option = EXCLUDED.option, unit_price = EXCLUDED.unit_price,
+                line_total = EXCLUDED.line_total, tax_total = EXCLUDED.tax_total, tax_rate = EXCLUDED.tax_rate
+            RETURNING line_total, tax_total, discount_total, is_shipping
+        """
+        args = (
+            order_id,
+            new_id(),
+            line.sku,
+            line.description,
+            line.option,
+            line.unit_price,
+            line.line_total,
+            line.tax_total,
+            line.tax_rate,
+        )
+    shipping = "SELECT line_total, tax_total, discount_total, is_shipping FROM changed" if line is not None else ""
+    rows = await conn.fetch(
+        f"""
+        WITH changed AS ({change})
+        SELECT line_total, tax_total, discount_total, is_shipping FROM order_lines
+        WHERE order_id = $1 AND NOT is_shipping
+        {"UNION ALL " + shipping if shipping else ""}
+        """,
+        *args,
+    )
+    return [domain.LineAmounts(r["line_total"], r["tax_total"], r["discount_total"], r["is_shipping"]) for r in rows]
+
+
 async def replace_shipping_line(conn: asyncpg.Connection, order_id: str, line: domain.ShippingLine | None) -> None:
     """At most one shipping line (a unique index backs this): drop it, then add the new one."""
     await conn.execute("DELETE FROM order_lines WHERE order_id = $1 AND is_shipping", order_id)
@@ -518,6 +820,123 @@ async def finish_attempt(
         errors,
     )
     return bool(done)
+
+
+async def request_charge_for(
+    conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str, reservation_id: str
+) -> asyncpg.Record | None:
+    """stock_requested -> charge_requested for the order's in-flight attempt, in one statement.
+
+    Amount and currency are the order's (frozen while in flight); the token is forgotten here and
+    returned once, for the charge request. None when the attempt or the order moved on.
+    """
+    return await conn.fetchrow(
+        """
+        WITH attempt AS (
+            SELECT a.attempt_id, a.payment_token, a.payment_type_id, o.order_total, o.currency, o.contact_details,
+                o.notes
+            FROM checkout_attempts a
+            JOIN orders o ON o.id = a.order_id
+            WHERE a.attempt_id = $1 AND a.order_id = $2 AND a.stage = 'stock_requested'
+                AND o.status = $4 AND o.attempt_id = $1
+            FOR UPDATE OF a
+        ),
+        charged AS (
+            UPDATE checkout_attempts SET stage = 'charge_requested', reservation_id = $3,
+                amount = attempt.order_total, currency = attempt.currency, payment_token = NULL, updated_at = now()
+            FROM attempt
+            WHERE checkout_attempts.attempt_id = attempt.attempt_id
+            RETURNING checkout_attempts.attempt_id
+        )
+        SELECT attempt.payment_token, attempt.payment_type_id, attempt.order_total, attempt.currency,
+            attempt.contact_details, attempt.notes
+        FROM attempt JOIN charged USING (attempt_id)
+        """,
+        attempt_id,
+        order_id,
+        reservation_id,
+        domain.PAYMENT_PROCESSING,
+    )
+
+
+async def capture_attempt(conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str) -> asyncpg.Record | None:
+    """charge_requested -> captured (compare-and-set, locks the attempt) while the order is in
+    flight with this attempt; returns what placing needs. None when either moved on (the caller
+    looks why). The order's status only leaves payment-processing under its attempt's lock."""
+    return await conn.fetchrow(
+        """
+        UPDATE checkout_attempts a SET stage = 'captured', reason = NULL, errors = NULL, payment_token = NULL,
+            updated_at = now()
+        FROM orders o
+        WHERE a.attempt_id = $1 AND a.order_id = $2 AND a.stage = 'charge_requested'
+            AND o.id = a.order_id AND o.status = $3 AND o.attempt_id = a.attempt_id
+        RETURNING a.success_status, a.payment_type_name, o.basket_id, o.status
+        """,
+        attempt_id,
+        order_id,
+        domain.PAYMENT_PROCESSING,
+    )
+
+
+async def next_reference_number_locking_basket(conn: asyncpg.Connection, period: str, basket_id: str) -> int:
+    """`next_reference_number`, with `lock_basket` taken in the same round trip (the placing side
+    of the lock that keeps a used basket from getting a new order)."""
+    return await conn.fetchval(
+        """
+        WITH basket_lock AS (SELECT pg_advisory_xact_lock(hashtextextended('orders.basket:' || $2, 0)))
+        INSERT INTO reference_counters (period, last_value) SELECT $1, 1 FROM basket_lock
+        ON CONFLICT (period) DO UPDATE SET last_value = reference_counters.last_value + 1
+        RETURNING last_value
+        """,
+        period,
+        basket_id,
+    )
+
+
+async def place_and_notify(
+    conn: asyncpg.Connection,
+    order_id: str,
+    attempt_id: uuid.UUID,
+    *,
+    status: str,
+    placed_at: datetime,
+    reference: str,
+    invoice_reference: str,
+    order_type: str,
+) -> asyncpg.Record | None:
+    """`place_order`, returning the order with its lines (JSON) and waking its waiting request."""
+    return await conn.fetchrow(
+        f"""
+        WITH placed AS (
+            UPDATE orders SET status = $3, version = version + 1, updated_at = now(), placed_at = $4,
+                reference = $5, invoice_reference = $6, type = coalesce(type, $7)
+            WHERE id = $1 AND attempt_id = $2 AND status = $8 AND placed_at IS NULL
+            RETURNING {ORDER_COLUMNS}
+        )
+        SELECT {_O_ORDER_COLUMNS}, {_LINES_JSON}, pg_notify(current_schema() || '_outcome', o.id) AS notified
+        FROM placed o
+        """,
+        order_id,
+        attempt_id,
+        status,
+        placed_at,
+        reference,
+        invoice_reference,
+        order_type,
+        domain.PAYMENT_PROCESSING,
+    )
+
+
+async def attempt_outcome(conn: Conn, attempt_id: uuid.UUID) -> asyncpg.Record | None:
+    """The attempt's stage and errors, with its order, lines and transactions once it ended."""
+    return await conn.fetchrow(
+        f"""
+        SELECT a.stage, a.errors, {_O_ORDER_COLUMNS}, {_LINES_JSON}, {_TRANSACTIONS_JSON}
+        FROM checkout_attempts a JOIN orders o ON o.id = a.order_id
+        WHERE a.attempt_id = $1
+        """,
+        attempt_id,
+    )
 
 
 async def stalled_attempts(conn: Conn, older_than_seconds: float, limit: int = 100) -> list[asyncpg.Record]:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import asyncpg
@@ -115,30 +116,63 @@ class OutcomeWaiter:
                 return
             self._conn = conn
 
-    async def wait(self, order_id: str, check: Callable[[], Awaitable[T | None]], timeout: float) -> T | None:
-        """`check()` until it returns a value, woken by NOTIFY; None once `timeout` passed."""
+    async def expect(self, order_id: str) -> Expectation:
+        """Register for an order's outcome before committing what leads to it (see `wait`)."""
         await self._ensure_listening()
         event = asyncio.Event()
         self._waiters.setdefault(order_id, set()).add(event)
+        return Expectation(order_id, event, listening=self._conn is not None and not self._conn.is_closed())
+
+    def forget(self, expectation: Expectation) -> None:
+        waiters = self._waiters.get(expectation.order_id)
+        if waiters is not None:
+            waiters.discard(expectation.event)
+            if not waiters:
+                del self._waiters[expectation.order_id]
+
+    async def wait(
+        self,
+        order_id: str,
+        check: Callable[[], Awaitable[T | None]],
+        timeout: float,
+        expectation: Expectation | None = None,
+    ) -> T | None:
+        """`check()` until it returns a value, woken by NOTIFY; None once `timeout` passed.
+
+        With an `expectation` registered while listening, before the commit that starts the
+        work, no notification can have been missed: the first check waits for one (or the poll).
+        """
+        if expectation is None:
+            await self._ensure_listening()
+            expectation = Expectation(order_id, asyncio.Event(), listening=False)
+            self._waiters.setdefault(order_id, set()).add(expectation.event)
+        event = expectation.event
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        skip_check = expectation.listening
         try:
             while True:
-                event.clear()  # before the check, so that a NOTIFY during it is not lost
-                result = await check()
-                if result is not None:
-                    return result
+                if skip_check:
+                    skip_check = False
+                else:
+                    event.clear()  # before the check, so that a NOTIFY during it is not lost
+                    result = await check()
+                    if result is not None:
+                        return result
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(self.poll_interval, remaining))
         finally:
-            waiters = self._waiters.get(order_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[order_id]
+            self.forget(expectation)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    order_id: str
+    event: asyncio.Event
+    listening: bool
 
 
 WAITER = web.AppKey("outcome_waiter", OutcomeWaiter)
