@@ -82,8 +82,15 @@ def run() -> int:
     lock = threading.Lock()
     processes: dict[str, subprocess.Popen] = {}
     for name in SERVICES:
+        # A session of their own: Ctrl-C reaches only this runner, which stops each service once,
+        # gracefully, instead of the terminal's SIGINT and our SIGTERM landing one after the other.
         proc = subprocess.Popen(
-            [sys.executable, "-m", name], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [sys.executable, "-m", name],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes[name] = proc
         threading.Thread(target=_pump, args=(name, proc.stdout, lock), daemon=True).start()
