@@ -146,6 +146,40 @@ async def connect(settings: ServiceSettings) -> AbstractRobustConnection:
 # Consuming events
 
 
+class _Consumption:
+    """One consumer on one queue; remembers the messages in hand so that stop() can let them finish."""
+
+    def __init__(self) -> None:
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._inflight: set[asyncio.Task] = set()
+
+    async def start(self, queue: AbstractQueue, handler: Callable[[AbstractIncomingMessage], Awaitable[None]]) -> None:
+        async def tracked(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._inflight.add(task)
+            try:
+                await handler(message)
+            finally:
+                if task is not None:
+                    self._inflight.discard(task)
+
+        self._queue = queue
+        self._tag = await queue.consume(tracked)
+
+    async def stop(self, channel: AbstractChannel | None, drain_timeout: float = 10.0) -> None:
+        """Take no more messages, let those in hand finish (bounded), then close the channel."""
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=drain_timeout)
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
 @dataclass
 class HandlerContext:
     """What an event handler gets: its transaction's connection and a way to emit events."""
@@ -196,9 +230,7 @@ class EventConsumer:
         self.subscriptions = subscriptions
         self.prefetch = prefetch
         self.channel: AbstractChannel | None = None
-        self._consumer_tag: str | None = None
-        self._queue: AbstractQueue | None = None
-        self._inflight: set[asyncio.Task] = set()
+        self._consumption = _Consumption()
         self.handled = 0
 
     @property
@@ -208,30 +240,13 @@ class EventConsumer:
     async def start(self, connection: AbstractRobustConnection) -> None:
         self.channel = await connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.prefetch)
-        self._queue = await declare_topology(self.channel, self.topology)
-        if self._queue is None:
+        queue = await declare_topology(self.channel, self.topology)
+        if queue is None:
             raise RuntimeError(f"{self.topology.service} consumes no events in the registry")
-        self._consumer_tag = await self._queue.consume(self._on_message)
+        await self._consumption.start(queue, self.process)
 
     async def stop(self) -> None:
-        if self._queue is not None and self._consumer_tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._consumer_tag)
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=10)
-        if self.channel is not None:
-            with contextlib.suppress(Exception):
-                await self.channel.close()
-
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            await self.process(message)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
+        await self._consumption.stop(self.channel)
 
     async def process(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -439,9 +454,7 @@ class RpcServer:
     handlers: dict[str, RequestHandler]
     prefetch: int = 32
     _channel: AbstractChannel | None = field(default=None, init=False)
-    _queue: AbstractQueue | None = field(default=None, init=False)
-    _consumer_tag: str | None = field(default=None, init=False)
-    _inflight: set[asyncio.Task] = field(default_factory=set, init=False)
+    _consumption: _Consumption = field(default_factory=_Consumption, init=False)
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         for request_type in self.handlers:
@@ -454,33 +467,16 @@ class RpcServer:
             self.topology.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
         # Quorum: requests survive the loss of one broker node; their expiration is the caller's deadline.
-        self._queue = await self._channel.declare_queue(
+        queue = await self._channel.declare_queue(
             self.topology.rpc_queue(), durable=True, arguments={"x-queue-type": "quorum"}
         )
         for request_type in self.handlers:
-            await self._queue.bind(exchange, request_type)
-        self._consumer_tag = await self._queue.consume(self._on_request)
+            await queue.bind(exchange, request_type)
+        await self._consumption.start(queue, self._answer)
 
     async def stop(self) -> None:
         """Stop taking requests, answer the ones in hand, then close."""
-        if self._queue is not None and self._consumer_tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._consumer_tag)
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=10)
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.close()
-
-    async def _on_request(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            await self._answer(message)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
+        await self._consumption.stop(self._channel)
 
     async def _answer(self, message: AbstractIncomingMessage) -> None:
         headers: dict[str, Any] = {}
