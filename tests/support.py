@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import asyncpg
+import orjson
 
 from shared.bus import Topology
 from shared.settings import ServiceSettings
@@ -326,3 +327,52 @@ def stop_stack(stack: Stack) -> None:
     for name in stack.processes:
         for process in stack.all(name):
             process.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Watching what services really publish
+
+
+class BusObserver:
+    """A private queue bound to the events exchange: what the services really published. Keeps
+    everything it received, so that each `collect` sees earlier messages too."""
+
+    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
+        self.queue = queue
+        self.seen: list[dict[str, Any]] = []
+
+    async def collect(self, predicate, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """The first `count` published envelopes (as dicts) matching predicate, in arrival order."""
+        found = [body for body in self.seen if predicate(body)]
+        if len(found) >= count:
+            return found[:count]
+        async with asyncio.timeout(timeout), self.queue.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                body = orjson.loads(message.body)
+                self.seen.append(body)
+                if predicate(body):
+                    found.append(body)
+                    if len(found) == count:
+                        break
+        return found
+
+
+@contextlib.asynccontextmanager
+async def observing(amqp_url: str, namespace: str):
+    """Yields `bind(*routing_key_patterns) -> BusObserver` on the namespace's events exchange."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+
+    async def bind(*patterns: str) -> BusObserver:
+        exchange = await channel.declare_exchange(f"{namespace}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+        # exclusive: gone with the connection; not auto-delete, which would drop it between two collects
+        queue = await channel.declare_queue(exclusive=True)
+        for pattern in patterns:
+            await queue.bind(exchange, pattern)
+        return BusObserver(queue)
+
+    try:
+        yield bind
+    finally:
+        await connection.close()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import asyncpg
-import orjson
 import pytest
 
 from payments.consumers import Charger
@@ -19,6 +16,7 @@ from shared import db
 from shared.bus import EventConsumer, HandlerContext, Subscription, Topology
 from shared.contracts import Contract, OrderChargeRequested, envelope_for
 from shared.http import new_id
+from tests.support import observing
 
 ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
 
@@ -104,45 +102,7 @@ def checkout(pool: asyncpg.Pool, settings: PaymentsSettings, providers: dict[str
     return Checkout(pool, settings, providers)
 
 
-class Observer:
-    """A private queue bound to the events exchange: what the services really published. Keeps
-    everything it received, so that each `collect` sees earlier messages too."""
-
-    def __init__(self, queue: aio_pika.abc.AbstractQueue) -> None:
-        self.queue = queue
-        self.seen: list[dict[str, Any]] = []
-
-    async def collect(self, predicate, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        """The first `count` published envelopes (as dicts) matching predicate, in arrival order."""
-        found = [body for body in self.seen if predicate(body)]
-        if len(found) >= count:
-            return found[:count]
-        async with asyncio.timeout(timeout), self.queue.iterator() as messages:
-            async for message in messages:
-                await message.ack()
-                body = orjson.loads(message.body)
-                self.seen.append(body)
-                if predicate(body):
-                    found.append(body)
-                    if len(found) == count:
-                        break
-        return found
-
-
 @pytest.fixture
 async def observe(settings: PaymentsSettings) -> AsyncIterator[Any]:
-    connection = await aio_pika.connect_robust(settings.amqp_url)
-    channel = await connection.channel()
-
-    async def bind(*patterns: str) -> Observer:
-        exchange = await channel.declare_exchange(
-            Topology.from_settings(settings).events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        # exclusive: gone with the connection; not auto-delete, which would drop it between two collects
-        queue = await channel.declare_queue(exclusive=True)
-        for pattern in patterns:
-            await queue.bind(exchange, pattern)
-        return Observer(queue)
-
-    yield bind
-    await connection.close()
+    async with observing(settings.amqp_url, settings.bus_namespace) as bind:
+        yield bind
