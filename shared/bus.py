@@ -168,13 +168,13 @@ class _Consumption:
         self._queue = queue
         self._tag = await queue.consume(tracked)
 
-    async def stop(self, channel: AbstractChannel | None, drain_timeout: float = 10.0) -> None:
+    async def stop(self, channel: AbstractChannel | None) -> None:
         """Take no more messages, let those in hand finish (bounded), then close the channel."""
         if self._queue is not None and self._tag is not None:
             with contextlib.suppress(Exception):
                 await self._queue.cancel(self._tag)
         if self._inflight:
-            await asyncio.wait(self._inflight, timeout=drain_timeout)
+            await asyncio.wait(self._inflight, timeout=10)
         if channel is not None:
             with contextlib.suppress(Exception):
                 await channel.close()

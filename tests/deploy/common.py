@@ -55,7 +55,8 @@ def drain_after_http(service: str) -> float:
     """Worst-case seconds the cleanup steps after the HTTP drain take (consumers, then the relay)."""
     if service == "gateway":
         return 0.0
-    return _literal_timeouts(bus.EventConsumer.stop) + _literal_timeouts(outbox.Relay.stop)
+    # EventConsumer.stop and RpcServer.stop drain through _Consumption.stop.
+    return _literal_timeouts(bus._Consumption.stop) + _literal_timeouts(outbox.Relay.stop)
 
 
 # --- .dockerignore (Docker's rules: Go filepath.Match per path segment, `**` any depth, a match

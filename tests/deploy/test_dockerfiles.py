@@ -240,8 +240,16 @@ def _package_files(directory: Path) -> list[str]:
 
 
 def _package_data(pyproject: Path, package: str) -> list[str]:
+    """Globs relative to the package's folder; data folders may be listed as sub-packages."""
     config = tomllib.loads(pyproject.read_text())
-    return config.get("tool", {}).get("setuptools", {}).get("package-data", {}).get(package, [])
+    globs: list[str] = []
+    for key, patterns in config.get("tool", {}).get("setuptools", {}).get("package-data", {}).items():
+        if key == package:
+            globs += patterns
+        elif key.startswith(package + "."):
+            folder = key.removeprefix(package + ".").replace(".", "/")
+            globs += [f"{folder}/{pattern}" for pattern in patterns]
+    return globs
 
 
 @pytest.mark.parametrize("service", SERVICES)
