@@ -47,6 +47,15 @@ WHERE id IN (
 )
 RETURNING id, event_id, routing_key, mandatory, body, headers, attempts
 """
+# Under load: forget the batch the broker confirmed and claim the next one in one round trip.
+CONFIRM_AND_CLAIM = """
+WITH confirmed AS (DELETE FROM outbox WHERE id = ANY($3::bigint[]))
+UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2)
+WHERE id IN (
+    SELECT id FROM outbox WHERE next_attempt_at <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id, event_id, routing_key, mandatory, body, headers, attempts
+"""
 GIVE_BACK = "UPDATE outbox SET next_attempt_at = now() WHERE id = ANY($1::bigint[])"
 
 
@@ -159,13 +168,11 @@ class Relay:
             self._wake.clear()
             try:
                 await self._listen()
-                count = await self.drain_once()
+                await self.drain_once()
             except Exception as exc:  # the database or the broker is away: poll again later
                 log.warning("outbox relay pass failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-                count = 0
                 await self._close_listener()
-            if count >= self.batch_size:
-                continue
+            # drain_once went on while rows kept coming; a NOTIFY since its last claim is set here.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle_wait())
 
@@ -182,30 +189,42 @@ class Relay:
         return wait
 
     async def drain_once(self) -> int:
-        """Publish one batch of due rows; returns how many were published."""
+        """Publish the due rows, batch after batch while more keep coming; returns how many."""
         if self._channel is None or self._channel.is_closed:
             return 0  # broker down: rows wait without burning their retry budget
-        rows = sorted(await self.pool.fetch(CLAIM, self.batch_size, self.lease), key=lambda row: row["id"])
-        if not rows:
-            return 0
-        try:
-            results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
-            sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
-            async with self.pool.acquire() as conn:
-                await self.confirmed(conn, sent)
-                for row, result in zip(rows, results, strict=True):
-                    if result is not None:
-                        await self._failed(conn, row, result)
-        except BaseException:
-            # This pass is over without forgetting its rows: let the next one (or a replica) take
-            # them now rather than when the lease ends. Confirmed ones are published again, and
-            # the consumers' inboxes absorb that.
-            with contextlib.suppress(Exception):
-                await self.pool.execute(GIVE_BACK, [row["id"] for row in rows])
-            raise
-        self.published += len(sent)
-        COUNTERS.inc("events_published_total", len(sent))
-        return len(sent)
+        rows = await self.pool.fetch(CLAIM, self.batch_size, self.lease)
+        total = 0
+        while rows:
+            rows = sorted(rows, key=lambda row: row["id"])
+            try:
+                results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+                sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
+                failed = [(row, result) for row, result in zip(rows, results, strict=True) if result is not None]
+                # More committed meanwhile (a NOTIFY came) or a full batch: the next claim goes
+                # with this confirmation.
+                more = not failed and not self._stopping.is_set()
+                more = more and (self._wake.is_set() or len(rows) >= self.batch_size)
+                if more:
+                    self._wake.clear()
+                    following = await self.pool.fetch(CONFIRM_AND_CLAIM, self.batch_size, self.lease, sent)
+                else:
+                    following = []
+                    async with self.pool.acquire() as conn:
+                        await self.confirmed(conn, sent)
+                        for row, exc in failed:
+                            await self._failed(conn, row, exc)
+            except BaseException:
+                # This pass is over without forgetting its rows: let the next one (or a replica)
+                # take them now rather than when the lease ends. Confirmed ones are published
+                # again, and the consumers' inboxes absorb that.
+                with contextlib.suppress(Exception):
+                    await self.pool.execute(GIVE_BACK, [row["id"] for row in rows])
+                raise
+            self.published += len(sent)
+            total += len(sent)
+            COUNTERS.inc("events_published_total", len(sent))
+            rows = following
+        return total
 
     async def confirmed(self, conn: asyncpg.Connection, ids: list[int]) -> None:
         """Forget rows the broker confirmed (a separate step so that tests can crash here)."""

@@ -73,7 +73,6 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
     per_variant = _aggregate(payload.lines)
     variant_ids = [variant_id for variant_id, _ in per_variant]
     locked = {row["id"]: row for row in await queries.lock_stock(conn, variant_ids)}
-    reserved = await queries.reserved_quantities(conn, variant_ids)
     levels = {
         variant_id: domain.StockLevel(
             sku=row["sku"],
@@ -81,7 +80,7 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
             backorder=row["backorder"],
             inventory=row["inventory"],
             incoming=row["incoming"],
-            reserved=reserved.get(variant_id, 0),
+            reserved=row["reserved"],
         )
         for variant_id, row in locked.items()
     }
@@ -91,7 +90,7 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
         log.info("stock refused", extra={"order_id": payload.order_id, "errors": errors})
         await ctx.emit(StockRefused(order_id=payload.order_id, attempt_id=payload.attempt_id, errors=errors))
         return
-    await queries.insert_reservation_lines(
+    await queries.hold_stock(
         conn, reservation["id"], [(variant_id, locked[variant_id]["sku"], qty) for variant_id, qty in per_variant]
     )
     log.info("stock reserved", extra={"order_id": payload.order_id, "reservation_id": reservation["id"]})
@@ -136,7 +135,7 @@ async def commit_stock(ctx: HandlerContext, payload: OrderPlaced) -> None:
     expired (or was never made) is still decremented: a placed order is sold.
     """
     conn = ctx.conn
-    reservation = await queries.reservation_for_attempt(conn, payload.order_id, payload.attempt_id)
+    reservation = await queries.reservation_with_lines(conn, payload.order_id, payload.attempt_id)
     if reservation is None:
         reservation = await queries.insert_reservation(
             conn,
@@ -162,17 +161,16 @@ async def commit_stock(ctx: HandlerContext, payload: OrderPlaced) -> None:
                 "committing a reservation that was not active",
                 extra={"order_id": payload.order_id, "status": reservation["status"]},
             )
-        lines = [
-            (row["variant_id"], row["sku"], row["quantity"])
-            for row in await queries.reservation_lines(conn, reservation["id"])
-        ]
+        lines = [(line["variant_id"], line["sku"], line["quantity"]) for line in reservation["lines"]]
         if not lines:  # refused or a failure tombstone: nothing held, take the order's lines
             lines = await _lines_from_order(conn, reservation["id"], payload)
-        if not await queries.commit_reservation(conn, reservation["id"], reservation["status"], reservation["version"]):
-            raise RuntimeError(f"reservation {reservation['id']} changed under its lock")
-    for variant_id, _, quantity in lines:  # in variant id order: the locking order
-        await queries.decrement_inventory(conn, variant_id, quantity)
-    if not await queries.mark_basket_used(conn, payload.basket_id, payload.order_id):
+    # Only an active reservation's lines were counted as reserved; they stop being so now.
+    committed, used = await queries.commit_and_sell(
+        conn, reservation, lines, basket_id=payload.basket_id, order_id=payload.order_id
+    )
+    if not committed:
+        raise RuntimeError(f"reservation {reservation['id']} changed under its lock")
+    if not used:
         log.info("basket already used or unknown", extra={"basket_id": payload.basket_id})
     await ctx.emit(
         StockCommitted(
@@ -283,12 +281,10 @@ async def basket_snapshot(pool: asyncpg.Pool, request: GetBasketSnapshot) -> Bas
     """A basket's current lines and totals for orders; `basket` is None for an unknown id."""
     if not is_id(request.basket_id):
         return BasketSnapshotReply(basket=None)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        basket = await queries.basket(conn, request.basket_id)
-        if basket is None:
-            return BasketSnapshotReply(basket=None)
-        lines = await queries.basket_lines(conn, basket["id"])
-    return BasketSnapshotReply(basket=views.snapshot(basket, lines))
+    basket = await queries.basket_with_lines(pool, request.basket_id)
+    if basket is None:
+        return BasketSnapshotReply(basket=None)
+    return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"]))
 
 
 def rpc_handlers(app: web.Application) -> dict[str, RequestHandler]:

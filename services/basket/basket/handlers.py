@@ -112,13 +112,13 @@ async def _variants_by_product(conn: asyncpg.Connection, product_ids: list[str])
 
 async def get_product(request: web.Request) -> web.Response:
     product_id = path_id(request)
-    async with _pool(request).acquire() as conn:
-        row = await queries.product(conn, product_id)
-        if row is None:
-            raise NotFound()
-        variants = None
-        if "variants" in includes(request):
-            variants = (await _variants_by_product(conn, [product_id]))[product_id]
+    if "variants" in includes(request):
+        row = await queries.product_with_variants(_pool(request), product_id)
+        variants = row["variants"] if row is not None else None
+    else:
+        row, variants = await queries.product(_pool(request), product_id), None
+    if row is None:
+        raise NotFound()
     return json_response({"data": views.product_view(row, variants)})
 
 
@@ -226,13 +226,10 @@ async def set_inventory(request: web.Request) -> web.Response:
 
 
 async def get_basket(request: web.Request) -> web.Response:
-    basket_id = path_id(request)
-    async with _pool(request).acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        row = await queries.basket(conn, basket_id)
-        if row is None:
-            raise NotFound()
-        lines = await queries.basket_lines(conn, row["id"])
-    return json_response({"data": views.basket_view(row, lines, includes(request))})
+    row = await queries.basket_with_lines(_pool(request), path_id(request))
+    if row is None:
+        raise NotFound()
+    return json_response({"data": views.basket_view(row, row["lines"], includes(request))})
 
 
 def _ensure_changeable(basket: asyncpg.Record) -> None:
@@ -335,9 +332,48 @@ def _currency(request: web.Request, requested: str | None) -> str:
     return base
 
 
+async def _new_basket(request: web.Request, body: CreateBasket) -> web.Response:
+    """A new basket: validated against the variants as read, then written with its lines and
+    its event in a transaction of three statements."""
+    currency = _currency(request, body.currency)
+    ids = [item.id for item in body.variants]
+    variants = await queries.variants_by_id(_pool(request), [i for i in ids if is_id(i)])
+    errors, results = _check_variants(body.variants, variants, {})
+    if errors:
+        raise ValidationFailed(errors)
+    lines = [
+        {"id": new_id(), "variant_id": item.id, "quantity": quantity, "meta": item.meta or {}}
+        for item, quantity in results
+    ]
+    async with _pool(request).acquire() as conn, conn.transaction():
+        basket = await queries.insert_basket_with_lines(conn, new_id(), currency, body.meta or {}, lines)
+        line_rows = [
+            dict(variants[line["variant_id"]])
+            | {"line_id": line["id"], "line_quantity": line["quantity"], "line_meta": line["meta"]}
+            for line in lines
+        ]
+        totals = views.price_lines(line_rows).totals
+        await outbox.enqueue(
+            conn,
+            BasketChanged(
+                basket_id=basket["id"],
+                currency=basket["currency"],
+                sub_total=totals.sub_total,
+                tax_total=totals.tax_total,
+                total=totals.total,
+                line_count=len(line_rows),
+            ),
+            "basket",
+            correlation_id=request_id(request),
+        )
+    return json_response({"data": views.basket_view(basket, line_rows, includes(request))})
+
+
 async def create_basket(request: web.Request) -> web.Response:
     """Create a basket, or replace every line of an existing one."""
     body = await read_json(request, CreateBasket)
+    if body.basket_id is None:
+        return await _new_basket(request, body)
     async with _pool(request).acquire() as conn, conn.transaction():
         currency = _currency(request, body.currency)
         basket, results = await _write_variants(conn, body.basket_id, body.variants, replace=True)

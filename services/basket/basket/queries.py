@@ -108,6 +108,19 @@ async def product(conn: asyncpg.Connection, product_id: str) -> asyncpg.Record |
     return await conn.fetchrow(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1", product_id)
 
 
+async def product_with_variants(conn: asyncpg.Connection, product_id: str) -> asyncpg.Record | None:
+    """The product and (as `variants`, a JSON list in position order) its variants: one round trip."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {PRODUCT_COLUMNS},
+            (SELECT coalesce(json_agg(v ORDER BY v.position, v.id), '[]')
+             FROM (SELECT {VARIANT_COLUMNS} FROM variants WHERE product_id = p.id) v) AS variants
+        FROM products p WHERE id = $1
+        """,
+        product_id,
+    )
+
+
 async def products_page(conn: asyncpg.Connection, limit: int, offset: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY created_at, id LIMIT $1 OFFSET $2", limit, offset
@@ -159,6 +172,33 @@ async def update_variant(conn: asyncpg.Connection, variant_id: str, changes: dic
 # Baskets
 
 
+async def insert_basket_with_lines(
+    conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict, lines: list[dict[str, Any]]
+) -> asyncpg.Record:
+    """A new basket and its lines (`id`, `variant_id`, `quantity`, `meta`; distinct variants, in
+    the order given) in one statement; the basket's row, as `touch_basket` returns it."""
+    return await conn.fetchrow(
+        f"""
+        WITH created AS (
+            INSERT INTO baskets (id, currency, meta) VALUES ($1, $2, $3) RETURNING {BASKET_COLUMNS}
+        ),
+        added AS (
+            INSERT INTO basket_lines (id, basket_id, variant_id, quantity, meta)
+            SELECT l.id, created.id, l.variant_id, l.quantity, coalesce(l.meta, '{{}}')
+            FROM created,
+                ROWS FROM (jsonb_to_recordset($4::jsonb) AS (id text, variant_id text, quantity integer, meta jsonb))
+                WITH ORDINALITY AS l(id, variant_id, quantity, meta, n)
+            ORDER BY l.n
+        )
+        SELECT {BASKET_COLUMNS} FROM created
+        """,
+        basket_id,
+        currency,
+        meta,
+        lines,
+    )
+
+
 async def insert_basket(conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict) -> asyncpg.Record:
     return await conn.fetchrow(
         f"INSERT INTO baskets (id, currency, meta) VALUES ($1, $2, $3) RETURNING {BASKET_COLUMNS}",
@@ -190,14 +230,23 @@ async def touch_basket(
     )
 
 
-async def mark_basket_used(conn: asyncpg.Connection, basket_id: str, order_id: str) -> bool:
-    row = await conn.fetchrow(
-        "UPDATE baskets SET order_id = $2, used_at = now(), updated_at = now(), version = version + 1 "
-        "WHERE id = $1 AND order_id IS NULL RETURNING id",
-        basket_id,
-        order_id,
-    )
-    return row is not None
+_LINES_OF_B = f"""
+    (SELECT coalesce(json_agg(x ORDER BY x.seq), '[]') FROM (
+        SELECT l.seq, l.id AS line_id, l.quantity AS line_quantity, l.meta AS line_meta,
+               p.name AS product_name, {_VARIANT_COLUMNS_V}
+        FROM basket_lines l
+        JOIN variants v ON v.id = l.variant_id
+        JOIN products p ON p.id = v.product_id
+        WHERE l.basket_id = b.id
+    ) x) AS lines
+"""
+
+
+async def basket_with_lines(conn: asyncpg.Connection, basket_id: str) -> asyncpg.Record | None:
+    """The basket and (as `lines`, a JSON list shaped like `basket_lines` rows) its lines: one
+    statement, so one consistent snapshot without a transaction."""
+    columns = ", ".join(f"b.{name.strip()}" for name in BASKET_COLUMNS.split(","))
+    return await conn.fetchrow(f"SELECT {columns}, {_LINES_OF_B} FROM baskets b WHERE b.id = $1", basket_id)
 
 
 async def basket_lines(conn: asyncpg.Connection, basket_id: str) -> list[asyncpg.Record]:
@@ -311,26 +360,35 @@ async def reservation_for_attempt(
 
 
 async def lock_stock(conn: asyncpg.Connection, variant_ids: list[str]) -> list[asyncpg.Record]:
-    """Locks the variants in id order, the one order every stock change takes (no deadlocks)."""
+    """Locks the variants in id order, the one order every stock change takes (no deadlocks).
+
+    `reserved` is what active reservations hold, current as of the lock."""
     return await conn.fetch(
-        "SELECT id, sku, purchasable, backorder, inventory, incoming FROM variants "
+        "SELECT id, sku, purchasable, backorder, inventory, incoming, reserved FROM variants "
         "WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
         variant_ids,
     )
 
 
-async def reserved_quantities(conn: asyncpg.Connection, variant_ids: list[str]) -> dict[str, int]:
-    rows = await conn.fetch(
+async def hold_stock(conn: asyncpg.Connection, reservation_id: str, lines: list[tuple[str, str, int]]) -> None:
+    """An active reservation's lines, and what they hold added to their (locked) variants.
+
+    `lines`: (variant_id, sku, quantity), one per variant."""
+    await conn.execute(
         """
-        SELECT l.variant_id, sum(l.quantity)::bigint AS reserved
-        FROM stock_reservation_lines l
-        JOIN stock_reservations r ON r.id = l.reservation_id
-        WHERE r.status = 'active' AND l.variant_id = ANY($1::text[])
-        GROUP BY l.variant_id
+        WITH held AS (
+            INSERT INTO stock_reservation_lines (reservation_id, variant_id, sku, quantity)
+            SELECT $1, variant_id, sku, quantity
+            FROM unnest($2::text[], $3::text[], $4::int[]) AS t(variant_id, sku, quantity)
+            RETURNING variant_id, quantity
+        )
+        UPDATE variants v SET reserved = v.reserved + held.quantity FROM held WHERE v.id = held.variant_id
         """,
-        variant_ids,
+        reservation_id,
+        [line[0] for line in lines],
+        [line[1] for line in lines],
+        [line[2] for line in lines],
     )
-    return {row["variant_id"]: row["reserved"] for row in rows}
 
 
 async def insert_reservation_lines(
@@ -350,11 +408,75 @@ async def insert_reservation_lines(
     )
 
 
-async def reservation_lines(conn: asyncpg.Connection, reservation_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT variant_id, sku, quantity FROM stock_reservation_lines WHERE reservation_id = $1 ORDER BY variant_id",
-        reservation_id,
+async def reservation_with_lines(
+    conn: asyncpg.Connection, order_id: str, attempt_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """`reservation_for_attempt` (locked) with its `lines` (JSON, in variant id order)."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {RESERVATION_COLUMNS},
+            (SELECT coalesce(json_agg(l ORDER BY l.variant_id), '[]')
+             FROM (SELECT variant_id, sku, quantity FROM stock_reservation_lines WHERE reservation_id = r.id) l
+            ) AS lines
+        FROM stock_reservations r WHERE order_id = $1 AND attempt_id = $2
+        FOR UPDATE OF r
+        """,
+        order_id,
+        attempt_id,
     )
+
+
+async def commit_and_sell(
+    conn: asyncpg.Connection,
+    reservation: Any,
+    lines: list[tuple[str, str, int]],
+    *,
+    basket_id: str,
+    order_id: str,
+) -> tuple[bool, bool]:
+    """The reservation committed (compare-and-set on the status and version read under its lock;
+    a reservation inserted `committed` by this transaction passes as is), its lines sold
+    (inventory down and, for an active reservation, what it held given back), the basket marked
+    used: one statement. Variants are locked in id order. Returns (committed, basket newly used)."""
+    row = await conn.fetchrow(
+        """
+        WITH committed AS (
+            UPDATE stock_reservations SET status = 'committed', committed_at = now(), updated_at = now(),
+                version = version + 1
+            WHERE id = $1 AND status = $2 AND (version = $3 OR status = 'committed')
+            RETURNING id
+        ),
+        sold AS (
+            SELECT t.variant_id, t.quantity FROM unnest($4::text[], $5::int[]) AS t(variant_id, quantity)
+            WHERE EXISTS (SELECT 1 FROM committed)
+        ),
+        locked AS (
+            SELECT v.id FROM variants v JOIN sold ON sold.variant_id = v.id ORDER BY v.id FOR UPDATE OF v
+        ),
+        stock AS (
+            UPDATE variants v SET inventory = v.inventory - sold.quantity,
+                reserved = v.reserved - CASE WHEN $2 = 'active' THEN sold.quantity ELSE 0 END,
+                updated_at = now(), version = v.version + 1
+            FROM sold JOIN locked ON locked.id = sold.variant_id
+            WHERE v.id = sold.variant_id
+            RETURNING v.id
+        ),
+        used AS (
+            UPDATE baskets SET order_id = $7, used_at = now(), updated_at = now(), version = version + 1
+            WHERE id = $6 AND order_id IS NULL AND EXISTS (SELECT 1 FROM committed)
+            RETURNING id
+        )
+        SELECT EXISTS (SELECT 1 FROM committed) AS committed, EXISTS (SELECT 1 FROM used) AS used
+        """,
+        reservation["id"],
+        reservation["status"],
+        reservation["version"],
+        [line[0] for line in lines],
+        [line[2] for line in lines],
+        basket_id,
+        order_id,
+    )
+    return row["committed"], row["used"]
 
 
 async def set_refused(conn: asyncpg.Connection, reservation_id: str, errors: dict[str, list[str]]) -> None:
@@ -366,33 +488,35 @@ async def set_refused(conn: asyncpg.Connection, reservation_id: str, errors: dic
     )
 
 
-async def commit_reservation(conn: asyncpg.Connection, reservation_id: str, expected: str, version: int) -> bool:
-    row = await conn.fetchrow(
-        "UPDATE stock_reservations SET status = 'committed', committed_at = now(), updated_at = now(), "
-        "version = version + 1 WHERE id = $1 AND status = $2 AND version = $3 RETURNING id",
-        reservation_id,
-        expected,
-        version,
-    )
-    return row is not None
-
-
 async def release_reservation(conn: asyncpg.Connection, reservation_id: str, version: int, reason: str) -> bool:
-    row = await conn.fetchrow(
-        "UPDATE stock_reservations SET status = 'released', release_reason = $3, released_at = now(), "
-        "updated_at = now(), version = version + 1 WHERE id = $1 AND status = 'active' AND version = $2 RETURNING id",
+    """active -> released (compare-and-set), what it held given back to its variants (locked in
+    id order); one statement."""
+    return await conn.fetchval(
+        """
+        WITH released AS (
+            UPDATE stock_reservations SET status = 'released', release_reason = $3, released_at = now(),
+                updated_at = now(), version = version + 1
+            WHERE id = $1 AND status = 'active' AND version = $2
+            RETURNING id
+        ),
+        held AS (
+            SELECT l.variant_id, l.quantity
+            FROM stock_reservation_lines l JOIN released ON released.id = l.reservation_id
+        ),
+        locked AS (
+            SELECT v.id FROM variants v JOIN held ON held.variant_id = v.id ORDER BY v.id FOR UPDATE OF v
+        ),
+        freed AS (
+            UPDATE variants v SET reserved = v.reserved - held.quantity
+            FROM held JOIN locked ON locked.id = held.variant_id
+            WHERE v.id = held.variant_id
+            RETURNING v.id
+        )
+        SELECT EXISTS (SELECT 1 FROM released)
+        """,
         reservation_id,
         version,
         reason,
-    )
-    return row is not None
-
-
-async def decrement_inventory(conn: asyncpg.Connection, variant_id: str, quantity: int) -> None:
-    await conn.execute(
-        "UPDATE variants SET inventory = inventory - $2, updated_at = now(), version = version + 1 WHERE id = $1",
-        variant_id,
-        quantity,
     )
 
 

@@ -30,7 +30,7 @@ async def find_type(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None
     """By id, or by handle (some clients send the handle where the id belongs)."""
     if "\x00" in key:  # Postgres text cannot hold NUL: no type has such a key
         return None
-    return await queries.type_by_id(conn, key) or await queries.type_by_handle(conn, key)
+    return await queries.type_by_key(conn, key)
 
 
 class Charger:
@@ -50,7 +50,8 @@ class Charger:
 
     async def handle(self, ctx: HandlerContext, msg: OrderChargeRequested) -> None:
         conn = ctx.conn
-        existing = await queries.charge_for_attempt(conn, msg.attempt_id)
+        charges = await queries.charges_for(conn, msg.attempt_id, msg.order_id)
+        existing = next((row for row in charges if row["attempt_id"] == msg.attempt_id), None)
         if existing is not None:
             # Orders asked again for an attempt already settled (a resumed saga): the same answer.
             ptype = await queries.type_by_id(conn, existing["payment_type_id"])
@@ -63,7 +64,7 @@ class Charger:
         provider = self.providers.get(ptype["driver"])
         if provider is None:
             raise PermanentError(f"no provider for driver {ptype['driver']!r}")
-        if await queries.live_capture_for_order(conn, msg.order_id) is not None:
+        if any(row["order_id"] == msg.order_id and row["status"] == domain.CAPTURED for row in charges):
             await self.decline(ctx, msg, domain.ALREADY_PAID)
             return
 
@@ -107,11 +108,9 @@ class Charger:
             "notes": msg.notes,
             "message": result.message,
         }
-        try:
-            async with conn.transaction():  # a savepoint: a conflict leaves the handler's transaction usable
-                row = await queries.insert_transaction(conn, values)
-        except asyncpg.UniqueViolationError as exc:
-            if exc.constraint_name == "transactions_charge_per_attempt":
+        row = await queries.insert_transaction_if_new(conn, values)
+        if row is None:
+            if await queries.charge_for_attempt(conn, msg.attempt_id) is not None:
                 # A concurrent delivery of this attempt recorded and announced the same result.
                 return
             # Another attempt captured this order at the same moment: undo ours at the provider.

@@ -144,11 +144,12 @@ class SandboxProvider(Provider):
     async def charge(self, amount: int, currency: str, token: str | None, idempotency_key: str) -> ChargeResult:
         try:
             async with self.pool.acquire() as conn:
-                row = await conn.fetchrow(_SELECT_CHARGE, idempotency_key)
-                if row is not None:
-                    return _charge_result(row)
                 error = await self.validate_token(token)
                 if error is not None:
+                    # Unchargeable now, but a key already used keeps its first result.
+                    row = await conn.fetchrow(_SELECT_CHARGE, idempotency_key)
+                    if row is not None:
+                        return _charge_result(row)
                     raise InvalidToken(error)
                 if token == VALID_NONCE:
                     outcome = (True, "captured", None, "Visa", "1881")
@@ -157,6 +158,7 @@ class SandboxProvider(Provider):
                 else:
                     outcome = (False, "declined", "Processor declined: unknown payment method", None, None)
                 success, status, message, card_type, last_four = outcome
+                # A key already used keeps its first result: the insert does nothing, we read that.
                 row = await conn.fetchrow(
                     """
                     INSERT INTO sandbox_charges
@@ -175,7 +177,7 @@ class SandboxProvider(Provider):
                     card_type,
                     last_four,
                 )
-                if row is None:  # a concurrent call with the same key won: its result is the result
+                if row is None:
                     row = await conn.fetchrow(_SELECT_CHARGE, idempotency_key)
                 return _charge_result(row)
         except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:

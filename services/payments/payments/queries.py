@@ -49,6 +49,23 @@ async def type_by_handle(conn: asyncpg.Connection, handle: str) -> asyncpg.Recor
     return await conn.fetchrow(f"SELECT {TYPE_COLUMNS} FROM payment_types WHERE handle = $1", handle)
 
 
+async def type_by_key(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+    """By id or, failing that, by handle: one round trip."""
+    return await conn.fetchrow(
+        f"SELECT {TYPE_COLUMNS} FROM payment_types WHERE id = $1 OR handle = $1 ORDER BY id = $1 DESC LIMIT 1", key
+    )
+
+
+async def charges_for(conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str) -> list[asyncpg.Record]:
+    """The attempt's charge, if any, and the order's live capture, if any: one round trip."""
+    return await conn.fetch(
+        f"SELECT {TRANSACTION_COLUMNS} FROM transactions "
+        "WHERE kind = 'charge' AND (attempt_id = $1 OR (order_id = $2 AND status = 'captured'))",
+        attempt_id,
+        order_id,
+    )
+
+
 async def record_intent(
     conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str, amount: int, currency: str, type_id: str
 ) -> asyncpg.Record:
@@ -91,6 +108,18 @@ async def insert_transaction(conn: asyncpg.Connection, values: dict[str, Any]) -
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     return await conn.fetchrow(
         f"INSERT INTO transactions ({', '.join(columns)}) VALUES ({placeholders}) RETURNING {TRANSACTION_COLUMNS}",
+        *values.values(),
+    )
+
+
+async def insert_transaction_if_new(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncpg.Record | None:
+    """`insert_transaction`, or None when a unique index refuses it (one charge per attempt, one
+    live capture per order): the caller looks which. No savepoint needed."""
+    columns = list(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return await conn.fetchrow(
+        f"INSERT INTO transactions ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"ON CONFLICT DO NOTHING RETURNING {TRANSACTION_COLUMNS}",
         *values.values(),
     )
 
