@@ -322,40 +322,17 @@ async def create_order(request: web.Request) -> web.Response:
         domain.LineAmounts(line["line_total"], line["tax_total"], line["discount_total"], False) for line in lines
     )
     pool = _pool(request)
+    existing: asyncpg.Record | None = None
     for _ in range(EDIT_RETRIES):
+        if existing is None:  # the usual case first: a basket's first order
+            order = await _create_order(request, snapshot, lines, goods, body.type)
+            if order is not None:
+                return await _respond(request, order, extra=extra)
         placed, existing = await queries.basket_orders(pool, snapshot.id)
         if placed:
             raise ApiError(403, MSG_BASKET_PLACED)
         if existing is None:
-            async with pool.acquire() as conn, conn.transaction():
-                await queries.lock_basket(conn, snapshot.id)
-                order = await queries.create_order(
-                    conn,
-                    order_id=http.new_id(),
-                    basket_id=snapshot.id,
-                    currency=snapshot.currency,
-                    order_type=body.type,
-                    weight_grams=snapshot.weight_grams,
-                    basket_totals=_basket_totals(snapshot),
-                    totals=goods,
-                    lines=lines,
-                )
-                if order is None:
-                    if await queries.basket_has_placed_order(conn, snapshot.id):
-                        raise ApiError(403, MSG_BASKET_PLACED)
-                    continue  # a concurrent call created it: re-sync that one instead
-                await _emit(
-                    conn,
-                    request,
-                    OrderCreated(
-                        order_id=order["id"],
-                        basket_id=order["basket_id"],
-                        status=order["status"],
-                        order_total=order["order_total"],
-                        currency=order["currency"],
-                    ),
-                )
-            return await _respond(request, order, extra=extra)
+            continue  # the open order went away meanwhile (expired): create one
         try:
             domain.ensure_editable(existing["status"])
         except domain.NotEditable as exc:
@@ -383,6 +360,43 @@ async def create_order(request: web.Request) -> web.Response:
             continue
         return await _respond(request, order, extra=extra)
     raise ApiError(409, MSG_CHANGED)
+
+
+async def _create_order(
+    request: web.Request,
+    snapshot: BasketSnapshot,
+    lines: list[dict[str, Any]],
+    goods: domain.Totals,
+    order_type: str | None,
+) -> asyncpg.Record | None:
+    """The basket's new order, announced; None when it has an open or a placed order already."""
+    async with _pool(request).acquire() as conn, conn.transaction():
+        await queries.lock_basket(conn, snapshot.id)
+        order = await queries.create_order(
+            conn,
+            order_id=http.new_id(),
+            basket_id=snapshot.id,
+            currency=snapshot.currency,
+            order_type=order_type,
+            weight_grams=snapshot.weight_grams,
+            basket_totals=_basket_totals(snapshot),
+            totals=goods,
+            lines=lines,
+        )
+        if order is None:
+            return None
+        await _emit(
+            conn,
+            request,
+            OrderCreated(
+                order_id=order["id"],
+                basket_id=order["basket_id"],
+                status=order["status"],
+                order_total=order["order_total"],
+                currency=order["currency"],
+            ),
+        )
+    return order
 
 
 def _shipping_basis_of_address(order: asyncpg.Record) -> object:
