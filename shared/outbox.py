@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -59,6 +60,52 @@ RETURNING id, event_id, routing_key, mandatory, body, headers, attempts
 GIVE_BACK = "UPDATE outbox SET next_attempt_at = now() WHERE id = ANY($1::bigint[])"
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """An event's outbox row, checked against the registry, for the caller's own statement to write
+    together with the change it announces (one round trip, and no transaction needed when that
+    statement is the only one). `enqueue` is the same for a statement of its own."""
+
+    event_id: uuid.UUID
+    values: tuple[Any, ...]  # event_id, routing_key, mandatory, body, headers: five parameters
+
+    def cte(self, name: str, first: int, when: str | None = None) -> str:
+        """`<name> AS (INSERT INTO outbox ...)` reading parameters `$first` to `$first+4`; with `when`
+        (a CTE of the same statement), written only if that CTE returns a row. Waking the relay is
+        part of it (the notification is delivered on commit)."""
+        params = ", ".join(f"${first + i}::{t}" for i, t in enumerate(("uuid", "text", "boolean", "bytea", "jsonb")))
+        source = f" FROM (SELECT 1 FROM {when} LIMIT 1) AS {name}_when" if when else ""
+        return (
+            f"{name} AS (INSERT INTO outbox (event_id, routing_key, mandatory, body, headers) SELECT {params}{source} "
+            "RETURNING pg_notify(current_schema() || '_outbox', ''))"
+        )
+
+
+def outgoing(
+    payload: Contract,
+    producer: str,
+    *,
+    correlation_id: str | None = None,
+    causation_id: uuid.UUID | None = None,
+) -> Outgoing:
+    spec = EVENTS.get(payload.routing_key())
+    if spec is None:
+        raise ValueError(f"{payload.routing_key()} is not in the contract registry")
+    if spec.producer != producer:
+        raise ValueError(f"{payload.routing_key()} is produced by {spec.producer}, not {producer}")
+    envelope = envelope_for(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
+    return Outgoing(
+        envelope.event_id,
+        (
+            envelope.event_id,
+            envelope.routing_key,
+            not spec.external,
+            envelope.model_dump_json().encode(),
+            {"correlation_id": correlation_id} if correlation_id else {},
+        ),
+    )
+
+
 async def enqueue(
     conn: asyncpg.Connection,
     payload: Contract,
@@ -68,21 +115,9 @@ async def enqueue(
     causation_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Write an event in the caller's transaction. Nothing is published outside the outbox."""
-    spec = EVENTS.get(payload.routing_key())
-    if spec is None:
-        raise ValueError(f"{payload.routing_key()} is not in the contract registry")
-    if spec.producer != producer:
-        raise ValueError(f"{payload.routing_key()} is produced by {spec.producer}, not {producer}")
-    envelope = envelope_for(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
-    await conn.execute(
-        ENQUEUE,
-        envelope.event_id,
-        envelope.routing_key,
-        not spec.external,
-        envelope.model_dump_json().encode(),
-        {"correlation_id": correlation_id} if correlation_id else {},
-    )
-    return envelope.event_id
+    event = outgoing(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
+    await conn.execute(ENQUEUE, *event.values)
+    return event.event_id
 
 
 class Relay:

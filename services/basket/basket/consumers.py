@@ -164,7 +164,6 @@ async def commit_stock(ctx: HandlerContext, payload: OrderPlaced) -> None:
         lines = [(line["variant_id"], line["sku"], line["quantity"]) for line in reservation["lines"]]
         if not lines:  # refused or a failure tombstone: nothing held, take the order's lines
             lines = await _lines_from_order(conn, reservation["id"], payload)
-    # Only an active reservation's lines were counted as reserved; they stop being so now.
     committed, used = await queries.commit_and_sell(
         conn, reservation, lines, basket_id=payload.basket_id, order_id=payload.order_id
     )
@@ -281,7 +280,8 @@ async def basket_snapshot(pool: asyncpg.Pool, request: GetBasketSnapshot) -> Bas
     """A basket's current lines and totals for orders; `basket` is None for an unknown id."""
     if not is_id(request.basket_id):
         return BasketSnapshotReply(basket=None)
-    basket = await queries.basket_with_lines(pool, request.basket_id)
+    async with pool.acquire() as conn:
+        basket = await queries.basket_with_lines(conn, request.basket_id)
     if basket is None:
         return BasketSnapshotReply(basket=None)
     return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"]))

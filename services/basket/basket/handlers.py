@@ -333,8 +333,8 @@ def _currency(request: web.Request, requested: str | None) -> str:
 
 
 async def _new_basket(request: web.Request, body: CreateBasket) -> web.Response:
-    """A new basket: validated against the variants as read, then written with its lines and
-    its event in a transaction of three statements."""
+    """A new basket: validated against the variants as read, then written with its lines and its
+    event in one statement."""
     currency = _currency(request, body.currency)
     ids = [item.id for item in body.variants]
     variants = await queries.variants_by_id(_pool(request), [i for i in ids if is_id(i)])
@@ -345,27 +345,26 @@ async def _new_basket(request: web.Request, body: CreateBasket) -> web.Response:
         {"id": new_id(), "variant_id": item.id, "quantity": quantity, "meta": item.meta or {}}
         for item, quantity in results
     ]
-    async with _pool(request).acquire() as conn, conn.transaction():
-        basket = await queries.insert_basket_with_lines(conn, new_id(), currency, body.meta or {}, lines)
-        line_rows = [
-            dict(variants[line["variant_id"]])
-            | {"line_id": line["id"], "line_quantity": line["quantity"], "line_meta": line["meta"]}
-            for line in lines
-        ]
-        totals = views.price_lines(line_rows).totals
-        await outbox.enqueue(
-            conn,
-            BasketChanged(
-                basket_id=basket["id"],
-                currency=basket["currency"],
-                sub_total=totals.sub_total,
-                tax_total=totals.tax_total,
-                total=totals.total,
-                line_count=len(line_rows),
-            ),
-            "basket",
-            correlation_id=request_id(request),
-        )
+    line_rows = [
+        dict(variants[line["variant_id"]])
+        | {"line_id": line["id"], "line_quantity": line["quantity"], "line_meta": line["meta"]}
+        for line in lines
+    ]
+    totals = views.price_lines(line_rows).totals
+    basket_id = new_id()
+    event = outbox.outgoing(
+        BasketChanged(
+            basket_id=basket_id,
+            currency=currency,
+            sub_total=totals.sub_total,
+            tax_total=totals.tax_total,
+            total=totals.total,
+            line_count=len(line_rows),
+        ),
+        "basket",
+        correlation_id=request_id(request),
+    )
+    basket = await queries.insert_basket_with_lines(_pool(request), basket_id, currency, body.meta or {}, lines, event)
     return json_response({"data": views.basket_view(basket, line_rows, includes(request))})
 
 

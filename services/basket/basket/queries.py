@@ -8,6 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from shared import outbox
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
 _VARIANT_FIELDS = (
     "id",
     "product_id",
@@ -173,10 +177,16 @@ async def update_variant(conn: asyncpg.Connection, variant_id: str, changes: dic
 
 
 async def insert_basket_with_lines(
-    conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict, lines: list[dict[str, Any]]
+    conn: Conn,
+    basket_id: str,
+    currency: str,
+    meta: dict,
+    lines: list[dict[str, Any]],
+    event: outbox.Outgoing,
 ) -> asyncpg.Record:
-    """A new basket and its lines (`id`, `variant_id`, `quantity`, `meta`; distinct variants, in
-    the order given) in one statement; the basket's row, as `touch_basket` returns it."""
+    """A new basket, its lines (`id`, `variant_id`, `quantity`, `meta`; distinct variants, in the
+    order given) and the event announcing it, in one statement (atomic without a transaction);
+    the basket's row, as `touch_basket` returns it."""
     return await conn.fetchrow(
         f"""
         WITH created AS (
@@ -189,13 +199,15 @@ async def insert_basket_with_lines(
                 ROWS FROM (jsonb_to_recordset($4::jsonb) AS (id text, variant_id text, quantity integer, meta jsonb))
                 WITH ORDINALITY AS l(id, variant_id, quantity, meta, n)
             ORDER BY l.n
-        )
+        ),
+        {event.cte("announced", 5, "created")}
         SELECT {BASKET_COLUMNS} FROM created
         """,
         basket_id,
         currency,
         meta,
         lines,
+        *event.values,
     )
 
 

@@ -85,6 +85,11 @@ async def _emit(conn: asyncpg.Connection, request: web.Request, payload: Contrac
     await outbox.enqueue(conn, payload, "orders", correlation_id=http.request_id(request))
 
 
+def _outgoing(request: web.Request, payload: Contract) -> outbox.Outgoing:
+    """An event for the statement that makes its change to write (see `outbox.Outgoing`)."""
+    return outbox.outgoing(payload, "orders", correlation_id=http.request_id(request))
+
+
 async def _get_order(request: web.Request, order_id: str) -> asyncpg.Record:
     order = await queries.get_order(_pool(request), order_id)
     if order is None:
@@ -370,11 +375,22 @@ async def _create_order(
     order_type: str | None,
 ) -> asyncpg.Record | None:
     """The basket's new order, announced; None when it has an open or a placed order already."""
+    order_id = http.new_id()
+    event = _outgoing(
+        request,
+        OrderCreated(
+            order_id=order_id,
+            basket_id=snapshot.id,
+            status=domain.AWAITING_PAYMENT,
+            order_total=goods.order_total,
+            currency=snapshot.currency,
+        ),
+    )
     async with _pool(request).acquire() as conn, conn.transaction():
         await queries.lock_basket(conn, snapshot.id)
-        order = await queries.create_order(
+        return await queries.create_order(
             conn,
-            order_id=http.new_id(),
+            order_id=order_id,
             basket_id=snapshot.id,
             currency=snapshot.currency,
             order_type=order_type,
@@ -382,21 +398,8 @@ async def _create_order(
             basket_totals=_basket_totals(snapshot),
             totals=goods,
             lines=lines,
+            event=event,
         )
-        if order is None:
-            return None
-        await _emit(
-            conn,
-            request,
-            OrderCreated(
-                order_id=order["id"],
-                basket_id=order["basket_id"],
-                status=order["status"],
-                order_total=order["order_total"],
-                currency=order["currency"],
-            ),
-        )
-    return order
 
 
 def _shipping_basis_of_address(order: asyncpg.Record) -> object:
@@ -788,38 +791,37 @@ async def process_order(request: web.Request) -> web.Response:
             if attempt:
                 order = await _complete_order(request, body.order_id)
             domain.transition(order["status"], domain.PAYMENT_PROCESSING)
-            async with pool.acquire() as conn, conn.transaction():
-                started = await queries.start_attempt(
-                    conn,
-                    order["id"],
-                    expected=order["status"],
-                    version=order["version"],
+            # Entering payment-processing is announced by this event (no order.status_changed: the
+            # in-flight state is the saga's own).
+            event = _outgoing(
+                request,
+                OrderStockRequested(
+                    order_id=order["id"],
                     attempt_id=attempt_id,
-                    notes=body.notes,
-                    customer_reference=body.customer_reference,
-                    meta=body.meta,
-                    payment_type=payment_type,
-                    success_status=domain.success_status(payment_type.success_status),
-                    payment_token=body.payment_token,
-                )
-                if started is None:
-                    continue
-                # Entering payment-processing is announced by this event (no order.status_changed:
-                # the in-flight state is the saga's own).
-                await _emit(
-                    conn,
-                    request,
-                    OrderStockRequested(
-                        order_id=order["id"],
-                        attempt_id=attempt_id,
-                        basket_id=order["basket_id"],
-                        lines=[
-                            LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
-                            for line in order["lines"]
-                            if not line["is_shipping"] and line["variant_id"]
-                        ],
-                    ),
-                )
+                    basket_id=order["basket_id"],
+                    lines=[
+                        LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
+                        for line in order["lines"]
+                        if not line["is_shipping"] and line["variant_id"]
+                    ],
+                ),
+            )
+            started = await queries.start_attempt(
+                pool,
+                order["id"],
+                expected=order["status"],
+                version=order["version"],
+                attempt_id=attempt_id,
+                notes=body.notes,
+                customer_reference=body.customer_reference,
+                meta=body.meta,
+                payment_type=payment_type,
+                success_status=domain.success_status(payment_type.success_status),
+                payment_token=body.payment_token,
+                event=event,
+            )
+            if started is None:
+                continue
             break
         else:
             raise ApiError(409, MSG_CHANGED)

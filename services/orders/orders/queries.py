@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from orders import domain
+from shared import outbox
 from shared.http import new_id
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -233,9 +234,11 @@ async def create_order(
     basket_totals: dict[str, Any],
     totals: domain.Totals,
     lines: Sequence[dict[str, Any]],
+    event: outbox.Outgoing,
 ) -> asyncpg.Record | None:
-    """The basket's open order with its goods lines and totals, in one statement; None when the
-    basket has an open order already (the partial unique index) or a placed one.
+    """The basket's open order with its goods lines, totals and the `event` announcing it, in one
+    statement; None (and nothing written) when the basket has an open order already (the partial
+    unique index) or a placed one.
 
     Run under `lock_basket`: the check for a placed order is only good while that lock is held.
     """
@@ -260,7 +263,8 @@ async def create_order(
                 l.quantity, l.unit_price, l.unit_qty, l.line_total, l.tax_total, l.tax_rate, l.discount_total,
                 l.requires_shipping, l.weight_grams
             FROM created, jsonb_to_recordset($13::jsonb) AS l({_LINE_RECORD})
-        )
+        ),
+        {event.cte("announced", 14, "created")}
         SELECT {ORDER_COLUMNS} FROM created
         """,
         order_id,
@@ -276,6 +280,7 @@ async def create_order(
         totals.tax_total,
         totals.order_total,
         _goods_rows(lines),
+        *event.values,
     )
 
 
@@ -520,9 +525,11 @@ async def start_attempt(
     payment_type: Any,
     success_status: str,
     payment_token: str | None,
+    event: outbox.Outgoing,
 ) -> asyncpg.Record | None:
-    """Compare-and-set the order into payment-processing and record its attempt, in one statement;
-    None (and nothing written) when the order moved on since it was read."""
+    """Compare-and-set the order into payment-processing, record its attempt and write `event`, in
+    one statement (atomic without a transaction); None (and nothing written) when the order moved
+    on since it was read."""
     return await conn.fetchrow(
         f"""
         WITH started AS (
@@ -536,7 +543,8 @@ async def start_attempt(
             INSERT INTO checkout_attempts (attempt_id, order_id, stage, payment_type_id, payment_type_name,
                 payment_type_handle, payment_driver, success_status, payment_token, currency)
             SELECT $5, started.id, 'stock_requested', $9, $10, $11, $12, $13, $14, started.currency FROM started
-        )
+        ),
+        {event.cte("announced", 15, "started")}
         SELECT {ORDER_COLUMNS} FROM started
         """,
         order_id,
@@ -553,6 +561,7 @@ async def start_attempt(
         payment_type.driver,
         success_status,
         payment_token,
+        *event.values,
     )
 
 
