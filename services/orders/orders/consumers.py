@@ -90,8 +90,7 @@ def placing_handler(settings: OrdersSettings):
     async def on_payment_captured(ctx: HandlerContext, event: PaymentCaptured) -> None:
         """Step 5: place the order: success status, placed_at, a gap-free reference; freeze it."""
         conn = ctx.conn
-        await queries.upsert_transaction(conn, event.transaction, event.attempt_id)
-        captured = await queries.capture_attempt(conn, event.attempt_id, event.order_id)
+        captured = await queries.record_and_capture(conn, event.transaction, event.attempt_id, event.order_id)
         if captured is None:
             await _capture_not_placed(conn, event)
             return

@@ -114,17 +114,6 @@ def _no_basis(order: asyncpg.Record) -> object:
     return None
 
 
-def _shipping_basis(order: asyncpg.Record) -> object:
-    """What a shipping quote was asked with: while it holds, the quote is still good."""
-    return (
-        order["shipping_details"],
-        order["shipping_price_id"],
-        order["sub_total"],
-        order["weight_grams"],
-        order["currency"],
-    )
-
-
 async def _claim(
     conn: asyncpg.Connection, order: asyncpg.Record, basis: Callable[[asyncpg.Record], object]
 ) -> asyncpg.Record:
@@ -611,9 +600,16 @@ async def put_shipping_cost(request: web.Request) -> web.Response:
     price_id = body.price_id
     if not price_id or not http.is_id(price_id):
         raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
+    pool = _pool(request)
     quotes = request.app[CACHES].quotes
-
-    async def plan(order: asyncpg.Record) -> ShippingPriceView:
+    for _ in range(EDIT_RETRIES):
+        order = await queries.get_order_with(pool, order_id, lines=True)
+        if order is None:
+            raise NotFound()
+        try:
+            domain.ensure_editable(order["status"])
+        except domain.NotEditable as exc:
+            raise _not_editable(exc) from None
         if not order["shipping_details"]:
             raise ValidationFailed.one("shipping_address", domain.MSG_NO_SHIPPING_ADDRESS)
         quoted = quotes.get(order["id"])
@@ -632,12 +628,27 @@ async def put_shipping_cost(request: web.Request) -> web.Response:
         price = next((p for p in prices if p.id == price_id and p.currency == order["currency"]), None)
         if price is None:
             raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
-        return price
-
-    async def apply(conn: asyncpg.Connection, order: asyncpg.Record, price: ShippingPriceView) -> asyncpg.Record:
-        return await _apply_price(conn, order["id"], price, body.preference)
-
-    return await _respond(request, await _edit(request, order_id, plan, apply, _shipping_basis))
+        line = domain.shipping_line(price.method.name, price.method.code, price.zone.name, price.rate)
+        goods = [
+            domain.LineAmounts(item["line_total"], item["tax_total"], item["discount_total"], False)
+            for item in order["lines"]
+            if not item["is_shipping"]
+        ]
+        totals = domain.totals([*goods, domain.LineAmounts(line.line_total, line.tax_total, 0, True)])
+        # One compare-and-set on the version read: the goods lines the totals come from are as read.
+        chosen = await queries.choose_shipping(
+            pool,
+            order_id,
+            version=order["version"],
+            line=line,
+            method=price.method.name,
+            preference=body.preference,
+            price_id=price.id,
+            totals=totals,
+        )
+        if chosen is not None:
+            return await _respond(request, chosen)
+    raise ApiError(409, MSG_CHANGED)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -416,6 +416,62 @@ async def set_shipping_choice_and_totals(
     return row
 
 
+async def choose_shipping(
+    conn: Conn,
+    order_id: str,
+    *,
+    version: int,
+    line: domain.ShippingLine,
+    method: str,
+    preference: str | None,
+    price_id: str,
+    totals: domain.Totals,
+) -> asyncpg.Record | None:
+    """The chosen price, its shipping line (replacing any) and the totals they lead to, in one
+    compare-and-set statement on the version the totals were computed from (its lines cannot
+    have changed meanwhile); None, and nothing written, when the order moved on or is not
+    editable."""
+    return await conn.fetchrow(
+        f"""
+        WITH claimed AS (
+            UPDATE orders SET version = version + 1, updated_at = now(), shipping_method = $3,
+                shipping_preference = $4, shipping_price_id = $5, sub_total = $6, delivery_total = $7,
+                discount_total = $8, tax_total = $9, order_total = $10
+            WHERE id = $1 AND version = $2 AND status = ANY($11::text[])
+            RETURNING {ORDER_COLUMNS}
+        ),
+        line AS (
+            INSERT INTO order_lines (id, order_id, position, sku, description, option, quantity, unit_price,
+                unit_qty, line_total, tax_total, tax_rate, is_shipping, requires_shipping)
+            SELECT $12, claimed.id, 0, $13, $14, $15, 1, $16, 1, $17, $18, $19, true, false FROM claimed
+            ON CONFLICT (order_id) WHERE is_shipping DO UPDATE SET sku = EXCLUDED.sku,
+                description = EXCLUDED.description, option = EXCLUDED.option, unit_price = EXCLUDED.unit_price,
+                line_total = EXCLUDED.line_total, tax_total = EXCLUDED.tax_total, tax_rate = EXCLUDED.tax_rate
+        )
+        SELECT {ORDER_COLUMNS} FROM claimed
+        """,
+        order_id,
+        version,
+        method,
+        preference,
+        price_id,
+        totals.sub_total,
+        totals.delivery_total,
+        totals.discount_total,
+        totals.tax_total,
+        totals.order_total,
+        list(domain.EDITABLE),
+        new_id(),
+        line.sku,
+        line.description,
+        line.option,
+        line.unit_price,
+        line.line_total,
+        line.tax_total,
+        line.tax_rate,
+    )
+
+
 async def recompute_totals(conn: asyncpg.Connection, order_id: str) -> domain.Totals:
     """Totals from the lines; only ever called for an unplaced order whose row this tx holds."""
     rows = await conn.fetch(
@@ -868,25 +924,6 @@ async def request_charge_for(
     )
 
 
-async def capture_attempt(conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str) -> asyncpg.Record | None:
-    """charge_requested -> captured (compare-and-set, locks the attempt) while the order is in
-    flight with this attempt; returns what placing needs. None when either moved on (the caller
-    looks why). The order's status only leaves payment-processing under its attempt's lock."""
-    return await conn.fetchrow(
-        """
-        UPDATE checkout_attempts a SET stage = 'captured', reason = NULL, errors = NULL, payment_token = NULL,
-            updated_at = now()
-        FROM orders o
-        WHERE a.attempt_id = $1 AND a.order_id = $2 AND a.stage = 'charge_requested'
-            AND o.id = a.order_id AND o.status = $3 AND o.attempt_id = a.attempt_id
-        RETURNING a.success_status, a.payment_type_name, o.basket_id, o.status
-        """,
-        attempt_id,
-        order_id,
-        domain.PAYMENT_PROCESSING,
-    )
-
-
 async def next_reference_number_locking_basket(conn: asyncpg.Connection, period: str, basket_id: str) -> int:
     """`next_reference_number`, with `lock_basket` taken in the same round trip (the placing side
     of the lock that keeps a used basket from getting a new order)."""
@@ -969,15 +1006,17 @@ async def notify_outcome(conn: asyncpg.Connection, order_id: str) -> None:
 # Transactions projection
 
 
-async def upsert_transaction(conn: asyncpg.Connection, tx: Any, attempt_id: uuid.UUID | None) -> None:
-    await conn.execute(
-        """
-        INSERT INTO transactions (id, order_id, attempt_id, transaction_id, merchant, amount, currency, provider,
-            driver, success, refund, status, card_type, last_four, notes, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-        ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, success = EXCLUDED.success,
-            notes = EXCLUDED.notes, updated_at = now()
-        """,
+_UPSERT_TRANSACTION = """
+    INSERT INTO transactions (id, order_id, attempt_id, transaction_id, merchant, amount, currency, provider,
+        driver, success, refund, status, card_type, last_four, notes, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+    ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, success = EXCLUDED.success,
+        notes = EXCLUDED.notes, updated_at = now()
+"""
+
+
+def _transaction_args(tx: Any, attempt_id: uuid.UUID | None) -> tuple[Any, ...]:
+    return (
         tx.id,
         tx.order_id,
         attempt_id,
@@ -994,6 +1033,34 @@ async def upsert_transaction(conn: asyncpg.Connection, tx: Any, attempt_id: uuid
         tx.last_four,
         tx.notes,
         tx.created_at,
+    )
+
+
+async def upsert_transaction(conn: asyncpg.Connection, tx: Any, attempt_id: uuid.UUID | None) -> None:
+    await conn.execute(_UPSERT_TRANSACTION, *_transaction_args(tx, attempt_id))
+
+
+async def record_and_capture(
+    conn: asyncpg.Connection, tx: Any, attempt_id: uuid.UUID, order_id: str
+) -> asyncpg.Record | None:
+    """The transaction recorded (always), and the attempt charge_requested -> captured
+    (compare-and-set, locks the attempt) while the order is in flight with it; returns what
+    placing needs. None when either moved on (the caller looks why). The order's status only
+    leaves payment-processing under its attempt's lock. One statement."""
+    return await conn.fetchrow(
+        f"""
+        WITH recorded AS ({_UPSERT_TRANSACTION} RETURNING id)
+        UPDATE checkout_attempts a SET stage = 'captured', reason = NULL, errors = NULL, payment_token = NULL,
+            updated_at = now()
+        FROM orders o
+        WHERE a.attempt_id = $17 AND a.order_id = $18 AND a.stage = 'charge_requested'
+            AND o.id = a.order_id AND o.status = $19 AND o.attempt_id = a.attempt_id
+        RETURNING a.success_status, a.payment_type_name, o.basket_id, o.status
+        """,
+        *_transaction_args(tx, attempt_id),
+        attempt_id,
+        order_id,
+        domain.PAYMENT_PROCESSING,
     )
 
 
