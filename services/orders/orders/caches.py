@@ -48,9 +48,11 @@ class TtlCache(Generic[V]):
         return value
 
     def put(self, key: Hashable, value: V) -> None:
-        self._entries[key] = (self.clock() + self.ttl, value)
+        now = self.clock()
+        self._entries[key] = (now + self.ttl, value)
         self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
+        # One TTL for all: the oldest entries are the first to expire, so they go first.
+        while self._entries and (len(self._entries) > self.max_entries or next(iter(self._entries.values()))[0] < now):
             self._entries.popitem(last=False)
 
     def pop(self, key: Hashable) -> None:

@@ -213,6 +213,22 @@ async def test_process_places_the_order(
     assert len(script.charges) == 1
 
 
+async def test_payment_resolutions_are_kept_refusals_are_not(
+    client: Any, store: Store, shipping: FakeShipping, script: Script, payments: Any
+) -> None:
+    first = await ready_order(client, store, shipping)
+    second = await ready_order(client, store, shipping)
+    assert (await process(client, first["id"])).status == 200
+    assert (await process(client, second["id"])).status == 200
+    assert payments.calls == 1  # the same type and token: payments answered once
+    third = await ready_order(client, store, shipping)
+    for _ in range(2):
+        refused = await process(client, third["id"], token="fake-consumed-nonce")
+        assert refused.status == 422
+    assert payments.calls == 3  # a refusal is asked again each time
+    assert await refused.json() == {"payment_token": ["The payment token is invalid."]}
+
+
 async def test_offline_payment_type(client: Any, store: Store, shipping: FakeShipping, script: Script) -> None:
     order = await ready_order(client, store, shipping)
     response = await process(client, order["id"], token=None, payment_type_id=OFFLINE.id)
