@@ -285,3 +285,40 @@ async def test_reservation_through_the_broker(stack: Any, infra: Any, client: An
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
     assert await reservations(pool, request.order_id) == [("active", None)]
+
+
+async def test_reserved_on_the_variant_is_what_active_reservations_hold(client: Any, pool: asyncpg.Pool) -> None:
+    """Every way out of `active` (sold, failed, expired, sold after expiry) gives back what it held,
+    exactly once; a refusal and a sale without a reservation hold nothing."""
+    a = await create_variant(client, inventory=50)
+    b = await create_variant(client, inventory=50)
+
+    async def held() -> dict[str, tuple[int, int]]:
+        rows = await pool.fetch(
+            """
+            SELECT v.id, v.reserved, coalesce((
+                SELECT sum(l.quantity) FROM stock_reservation_lines l
+                JOIN stock_reservations r ON r.id = l.reservation_id
+                WHERE r.status = 'active' AND l.variant_id = v.id), 0)::int AS active
+            FROM variants v WHERE v.id = ANY($1::text[])
+            """,
+            [a["id"], b["id"]],
+        )
+        return {r["id"]: (r["reserved"], r["active"]) for r in rows}
+
+    sold, failing, expiring, late, kept = (stock_request([(a["id"], 2), (b["id"], 3)]) for _ in range(5))
+    for request in (sold, failing, kept):
+        await deliver(pool, reserve, request)
+    for request in (expiring, late):
+        await deliver(pool, reserve_stock, request, ttl_seconds=0)
+    assert await held() == {a["id"]: (10, 10), b["id"]: (15, 15)}
+    refused = await deliver(pool, reserve, stock_request([(a["id"], 41)]))
+    assert isinstance(refused.emitted[0], StockRefused)  # 50 - 10 held: 40 free
+    for _ in range(2):  # each event twice
+        await deliver(pool, commit_stock, placed(sold))
+        await deliver(pool, release_stock, failed(failing))
+    await release_expired(pool)
+    await deliver(pool, commit_stock, placed(late))  # sold after its reservation expired
+    await deliver(pool, commit_stock, placed(stock_request([(a["id"], 1)])))  # sold, never reserved
+    assert await held() == {a["id"]: (2, 2), b["id"]: (3, 3)}  # only `kept` holds stock now
+    assert (await inventory(pool, a["id"]), await inventory(pool, b["id"])) == (50 - 2 - 2 - 1, 50 - 3 - 3)
