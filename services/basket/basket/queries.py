@@ -532,6 +532,12 @@ async def release_reservation(conn: asyncpg.Connection, reservation_id: str, ver
     )
 
 
+async def any_expired_reservation(conn: Conn) -> bool:
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE status = 'active' AND expires_at <= now())"
+    )
+
+
 async def expired_reservations(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Claims expired active reservations; replicas sweeping at once never claim the same row."""
     return await conn.fetch(
