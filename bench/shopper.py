@@ -166,7 +166,7 @@ class Shopper:
             return (await self.call("GET", f"/orders/{order_id}", "/orders/{id}"))["data"]
         data = result["data"]
         if data.get("placed_at") is None:
-            data = await self.wait_for_outcome(order_id)
+            data = await self.wait_for_outcome(order_id, deadline=max(30.0, self.retry_for or 0))
         return data
 
     async def checkout(

@@ -129,7 +129,7 @@ class Relay:
         *,
         batch_size: int = 100,
         poll_interval: float = 1.0,
-        publish_timeout: float = 10.0,
+        publish_timeout: float = 5.0,
         listen_dsn: str | None = None,
         listening_poll_interval: float = 5.0,
     ) -> None:
@@ -143,8 +143,9 @@ class Relay:
         # While LISTEN works, NOTIFY wakes the relay for every commit: the poll only covers a
         # notification lost with its connection, so it can be rare.
         self.listening_poll_interval = max(poll_interval, listening_poll_interval)
-        # Longer than any publish of a batch can take (each one is bounded by publish_timeout).
-        self.lease = 3 * publish_timeout
+        # Longer than any batch can take: its publishes run at once, each bounded by publish_timeout.
+        # Also how long the rows of a relay that died mid-batch wait before another takes them.
+        self.lease = 2 * publish_timeout
         self.published = 0
         self._retry_at: float | None = None  # when the earliest failed publish is due again
         self._wake = asyncio.Event()
