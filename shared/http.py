@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from shared.errors import UNAVAILABLE
 
@@ -149,6 +149,56 @@ def includes(request: web.Request) -> set[str]:
             result.add(item)
             item = item.rpartition(".")[0]
     return result
+
+
+class PaginationMeta(BaseModel):
+    current_page: int
+    per_page: int
+    total: int
+    last_page: int
+    from_: int | None = Field(alias="from")
+    to: int | None
+    path: str
+
+
+class PaginationLinks(BaseModel):
+    first: str
+    last: str
+    prev: str | None
+    next: str | None
+
+
+def paginated(request: web.Request, data: list[Any], *, page: int, per_page: int, total: int) -> dict[str, Any]:
+    """The GetCandy list envelope: `data`, `meta` (Laravel's paginator fields) and `links`.
+
+    Links are relative and keep the request's other parameters (filters, includes): behind the
+    gateway, a service's own address must not reach the client.
+    """
+    last_page = max(1, -(-total // per_page))
+    offset = (page - 1) * per_page
+    others = {k: v for k, v in request.query.items() if k not in ("page", "per_page")}
+
+    def link(number: int) -> str:
+        return str(request.rel_url.with_query({"page": number, "per_page": per_page, **others}))
+
+    return {
+        "data": data,
+        "meta": {
+            "current_page": page,
+            "per_page": per_page,
+            "total": total,
+            "last_page": last_page,
+            "from": offset + 1 if data else None,
+            "to": offset + len(data) if data else None,
+            "path": request.path,
+        },
+        "links": {
+            "first": link(1),
+            "last": link(last_page),
+            "prev": link(page - 1) if page > 1 else None,
+            "next": link(page + 1) if page < last_page else None,
+        },
+    }
 
 
 def path_id(request: web.Request, name: str = "id") -> str:

@@ -8,7 +8,6 @@ raises before the commit: nothing is half-written.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import asyncpg
@@ -39,6 +38,7 @@ from shared.http import (
     is_id,
     json_response,
     new_id,
+    paginated,
     path_id,
     query_model,
     read_json,
@@ -74,33 +74,8 @@ async def list_products(request: web.Request) -> web.Response:
         variants = None
         if "variants" in includes(request):
             variants = await _variants_by_product(conn, [r["id"] for r in rows])
-    last_page = max(1, math.ceil(total / per_page))
-    path = request.path
-
-    def page_link(page: int) -> str:
-        return f"{path}?page={page}&per_page={per_page}"
-
-    first_index = (query.page - 1) * per_page + 1
-    return json_response(
-        {
-            "data": [views.product_view(r, variants.get(r["id"], []) if variants is not None else None) for r in rows],
-            "meta": {
-                "current_page": query.page,
-                "per_page": per_page,
-                "total": total,
-                "last_page": last_page,
-                "from": first_index if rows else None,
-                "to": first_index + len(rows) - 1 if rows else None,
-                "path": path,
-            },
-            "links": {
-                "first": page_link(1),
-                "last": page_link(last_page),
-                "prev": page_link(query.page - 1) if query.page > 1 else None,
-                "next": page_link(query.page + 1) if query.page < last_page else None,
-            },
-        }
-    )
+    data = [views.product_view(r, variants.get(r["id"], []) if variants is not None else None) for r in rows]
+    return json_response(paginated(request, data, page=query.page, per_page=per_page, total=total))
 
 
 async def _variants_by_product(conn: asyncpg.Connection, product_ids: list[str]) -> dict[str, list[Any]]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from basket.domain import MAX_QUANTITY
+from shared.http import PaginationLinks, PaginationMeta
 
 
 def _integer(value: Any) -> Any:
@@ -195,23 +196,6 @@ class VariantOut(BaseModel):
 
 class VariantList(BaseModel):
     data: list[VariantOut]
-
-
-class PaginationMeta(BaseModel):
-    current_page: int
-    per_page: int
-    total: int
-    last_page: int
-    from_: int | None = Field(alias="from")
-    to: int | None
-    path: str
-
-
-class PaginationLinks(BaseModel):
-    first: str
-    last: str
-    prev: str | None
-    next: str | None
 
 
 class ProductCollection(BaseModel):

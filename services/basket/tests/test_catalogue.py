@@ -98,7 +98,7 @@ async def test_products_are_paginated(client: Any) -> None:
     assert body["meta"]["last_page"] == -(-total // 2)
     assert (body["meta"]["from"], body["meta"]["to"]) == (1, 2)
     assert body["links"]["prev"] is None
-    assert body["links"]["next"] == f"{API}/products?page=2&per_page=2"
+    assert body["links"]["next"] == f"{API}/products?page=2&per_page=2&include=variants"  # keeps the include
     assert all(len(p["variants"]["data"]) >= 1 for p in body["data"])
 
     last = await (await client.get(f"{API}/products?per_page=2&page={body['meta']['last_page']}")).json()

@@ -12,7 +12,6 @@ are kept (`caches.py`).
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta
@@ -422,10 +421,6 @@ async def get_order(request: web.Request) -> web.Response:
     return await _respond(request, order)
 
 
-def _page_url(request: web.Request, page: int) -> str:
-    return str(request.url.update_query({"page": str(page)}))
-
-
 async def list_orders(request: web.Request) -> web.Response:
     http.require_admin(request)
     query = http.query_model(request, ListOrdersQuery)
@@ -464,28 +459,7 @@ async def list_orders(request: web.Request) -> web.Response:
         )
         for row in rows
     ]
-    last_page = max(1, math.ceil(total / query.per_page))
-    first_index = (query.page - 1) * query.per_page
-    return http.json_response(
-        {
-            "data": data,
-            "meta": {
-                "current_page": query.page,
-                "per_page": query.per_page,
-                "total": total,
-                "last_page": last_page,
-                "from": first_index + 1 if rows else None,
-                "to": first_index + len(rows) if rows else None,
-                "path": str(request.url.with_query(None)),
-            },
-            "links": {
-                "first": _page_url(request, 1),
-                "last": _page_url(request, last_page),
-                "prev": _page_url(request, query.page - 1) if query.page > 1 else None,
-                "next": _page_url(request, query.page + 1) if query.page < last_page else None,
-            },
-        }
-    )
+    return http.json_response(http.paginated(request, data, page=query.page, per_page=query.per_page, total=total))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from shared.http import PaginationLinks, PaginationMeta
+
 # Upstream limits (names 20, address 40, zip 8) were too tight for real addresses.
 NAME = 100
 ZIP = 20
@@ -256,23 +258,6 @@ class OrderOut(BaseModel):
 
 class OrderEnvelope(BaseModel):
     data: OrderOut
-
-
-class PaginationMeta(BaseModel):
-    current_page: int
-    per_page: int
-    total: int
-    last_page: int
-    from_: int | None = Field(alias="from")
-    to: int | None
-    path: str
-
-
-class PaginationLinks(BaseModel):
-    first: str
-    last: str
-    prev: str | None
-    next: str | None
 
 
 class OrderList(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import asyncpg
@@ -16,6 +15,7 @@ from shared.http import (
     ValidationFailed,
     json_response,
     new_id,
+    paginated,
     path_id,
     query_model,
     read_json,
@@ -238,32 +238,8 @@ async def list_shipments(request: web.Request) -> web.Response:
     async with _pool(request).acquire() as conn:
         total = await queries.count_shipments(conn, query.order_id, query.status)
         rows = await queries.shipments_page(conn, query.order_id, query.status, query.per_page, offset)
-    last_page = max(1, math.ceil(total / query.per_page))
-    path = request.path
-
-    def link(page: int) -> str:
-        return f"{path}?page={page}&per_page={query.per_page}"
-
-    return json_response(
-        {
-            "data": [shipment_view(r) for r in rows],
-            "meta": {
-                "current_page": query.page,
-                "per_page": query.per_page,
-                "total": total,
-                "last_page": last_page,
-                "from": offset + 1 if rows else None,
-                "to": offset + len(rows) if rows else None,
-                "path": path,
-            },
-            "links": {
-                "first": link(1),
-                "last": link(last_page),
-                "prev": link(query.page - 1) if query.page > 1 else None,
-                "next": link(query.page + 1) if query.page < last_page else None,
-            },
-        }
-    )
+    data = [shipment_view(r) for r in rows]
+    return json_response(paginated(request, data, page=query.page, per_page=query.per_page, total=total))
 
 
 async def dispatch_shipment(request: web.Request) -> web.Response:

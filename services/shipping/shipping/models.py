@@ -10,6 +10,7 @@ import asyncpg
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
 from shared.contracts import ShippingMethodView, ShippingPriceView, ShippingZoneView
+from shared.http import PaginationLinks, PaginationMeta
 from shipping.domain import ANY_POSTCODE, Candidate, normalise_prefix, shipping_tax
 
 WEIGHT_UNIT = "g"  # min_weight / max_weight are integer grams
@@ -252,23 +253,6 @@ class ShipmentOut(BaseModel):
 
 class ShipmentResponse(BaseModel):
     data: ShipmentOut
-
-
-class PaginationMeta(BaseModel):
-    current_page: int
-    per_page: int
-    total: int
-    last_page: int
-    from_: int | None = Field(alias="from")
-    to: int | None
-    path: str
-
-
-class PaginationLinks(BaseModel):
-    first: str
-    last: str
-    prev: str | None
-    next: str | None
 
 
 class ShipmentCollection(BaseModel):
