@@ -172,6 +172,12 @@ class OrderCreated(Contract):
 
 
 class OrderStatusChanged(Contract):
+    """A status change that no other order event announces (admin, expiry, failure, dispatch, refund, void).
+
+    Entering `payment-processing` is announced by `order.stock_requested` and placing by
+    `order.placed` (which carries the status): each status change has exactly one announcement.
+    """
+
     type = "order.status_changed"
     order_id: str
     from_status: str
