@@ -95,7 +95,7 @@ async def prepare_catalogue(session: aiohttp.ClientSession, stack: Stack) -> lis
         products = (await response.json())["data"]
     for product in products:
         for variant in product["variants"]["data"]:
-            if variant.get("backorder") == "in-stock" and variant.get("purchasable", True):
+            if variant.get("backorder") != "always" and variant.get("purchasable", True):
                 async with session.put(
                     f"{stack.gateway}/products/variants/{variant['id']}/inventory",
                     json={"inventory": 1_000_000},
