@@ -683,9 +683,7 @@ async def place_order(
 
 
 async def get_lines(conn: Conn, order_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = $1 ORDER BY is_shipping, position, id", order_id
-    )
+    return await get_lines_for(conn, [order_id])
 
 
 async def get_lines_for(conn: Conn, order_ids: Sequence[str]) -> list[asyncpg.Record]:
@@ -1065,9 +1063,7 @@ async def record_and_capture(
 
 
 async def get_transactions(conn: Conn, order_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE order_id = $1 ORDER BY created_at, id", order_id
-    )
+    return await get_transactions_for(conn, [order_id])
 
 
 async def get_transactions_for(conn: Conn, order_ids: Sequence[str]) -> list[asyncpg.Record]:
