@@ -126,13 +126,42 @@ async def read_json(request: web.Request, model: type[M]) -> M:
             raise ApiError(400, "The request body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise ValidationFailed.one("body", "The request body must be a JSON object")
+    refuse_nul(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(validation_map(exc)) from exc
 
 
+NUL_MESSAGE = "Text must not contain NUL characters"
+
+
+def _nul_path(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return child
+            if (found := _nul_path(item, child)) is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if (found := _nul_path(item, f"{path}.{index}" if path else str(index))) is not None:
+                return found
+    return None
+
+
+def refuse_nul(data: Any) -> None:
+    """Postgres text and jsonb cannot hold NUL: bad input, refused at the edge, never a 500 later."""
+    path = _nul_path(data, "")
+    if path is not None:
+        raise ValidationFailed.one(path or "body", NUL_MESSAGE)
+
+
 def query_model(request: web.Request, model: type[M]) -> M:
+    refuse_nul(dict(request.query))
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from basket.domain import MAX_QUANTITY
 from shared.http import PaginationLinks, PaginationMeta
@@ -31,26 +31,9 @@ Price = Annotated[Decimal, Field(ge=0, max_digits=9, decimal_places=2)]
 Meta = dict[str, Any]
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 class Body(BaseModel):
+    # NUL characters are refused for every body and query by shared.http before this runs.
     model_config = ConfigDict(extra="ignore")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul_characters(cls, data: Any) -> Any:
-        # Postgres stores no NUL in text or jsonb: refuse it here rather than fail at the insert.
-        if _has_nul(data):
-            raise ValueError("Text must not contain NUL characters")
-        return data
 
 
 # ---------------------------------------------------------------------------------------------

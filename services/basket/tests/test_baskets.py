@@ -398,7 +398,7 @@ async def test_create_basket_rules(client: Any, catalogue: Any) -> None:
     assert response.status == 422
     response = await client.post(f"{API}/baskets", json={"meta": {"note": "a\x00b"}})
     assert response.status == 422
-    assert await response.json() == {"body": ["Text must not contain NUL characters"]}
+    assert await response.json() == {"meta.note": ["Text must not contain NUL characters"]}
     response = await client.post(f"{API}/baskets", json={})
     assert response.status == 200
     assert (await response.json())["data"]["total"] == 0

@@ -6,25 +6,18 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import PaymentTypeView, TransactionView
 
 MAX_AMOUNT = 10**12
 
 
-def _no_nul(value: str) -> str:
-    # Postgres text cannot hold NUL: refuse it here rather than fail in the database.
-    if "\x00" in value:
-        raise ValueError("Text must not contain NUL characters")
-    return value
-
-
 class RefundRequest(BaseModel):
     """Minor units; without an amount, all that remains is refunded (as upstream)."""
 
     amount: Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT)] | None = None
-    notes: Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)] | None = None
+    notes: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class ProviderData(BaseModel):

@@ -16,21 +16,14 @@ from shipping.domain import ANY_POSTCODE, Candidate, normalise_prefix, shipping_
 WEIGHT_UNIT = "g"  # min_weight / max_weight are integer grams
 
 
-def _no_nul(value: str) -> str:
-    # Postgres text cannot hold NUL: refuse it here rather than fail in the database.
-    if "\x00" in value:
-        raise ValueError("Text must not contain NUL characters")
-    return value
-
-
-Id = Annotated[str, StringConstraints(max_length=64), AfterValidator(_no_nul)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
+Id = Annotated[str, StringConstraints(max_length=64)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
 Currency = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
 Money = Annotated[int, Field(strict=True, ge=0, le=10**12)]
 Grams = Annotated[int, Field(strict=True, ge=0, le=10**9)]
-Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), AfterValidator(_no_nul)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32), AfterValidator(_no_nul)]
+Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 MethodType = Literal["standard", "collection", "regional"]
 
 
@@ -151,10 +144,7 @@ class ShipmentsQuery(BaseModel):
 
 
 class DispatchRequest(BaseModel):
-    tracking_no: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_no_nul)]
-        | None
-    ) = None
+    tracking_no: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
