@@ -20,7 +20,7 @@ help:
 $(STAMP): $(SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach s,gateway $(SERVICES),-e services/$(s))
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach s,gateway $(SERVICES),-e services/$(s))
 	@touch $(STAMP)
 
 venv: $(STAMP)
