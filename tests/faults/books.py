@@ -26,20 +26,49 @@ class Books:
 
 
 async def settle(infra: Infra, timeout: float = 90.0) -> None:
-    """Wait until no order is in flight and every outbox is drained (bounded)."""
+    """Wait until nothing is in flight anywhere, seen twice in a row (bounded).
+
+    Nothing in flight: no order in payment-processing, every outbox drained, no active reservation,
+    and no message waiting in a service's queue or retry queues (a message between a crashed
+    consumer and its restarted successor is visible only there).
+    """
     conn = await asyncpg.connect(infra.admin_dsn)
+    connection = await aio_pika.connect(infra.amqp_url)
     try:
         deadline = time.monotonic() + timeout
+        quiet_in_a_row = 0
         while time.monotonic() < deadline:
             busy = await conn.fetchval("SELECT count(*) FROM orders.orders WHERE status = 'payment-processing'")
             for service in SERVICES:
                 busy += await conn.fetchval(f"SELECT count(*) FROM {service}.outbox")
             busy += await conn.fetchval("SELECT count(*) FROM basket.stock_reservations WHERE status = 'active'")
-            if busy == 0:
+            busy += await _waiting_messages(connection, infra.namespace)
+            quiet_in_a_row = quiet_in_a_row + 1 if busy == 0 else 0
+            if quiet_in_a_row == 2:
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.75)
     finally:
+        await connection.close()
         await conn.close()
+
+
+async def _waiting_messages(connection: aio_pika.abc.AbstractConnection, namespace: str) -> int:
+    channel = await connection.channel()
+    try:
+        waiting = 0
+        for service in SERVICES:
+            topology = Topology(namespace, service)
+            names = [topology.queue()] + [topology.retry_queue(i) for i in range(1, 4)]
+            for name in names:
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                except aio_pika.exceptions.ChannelClosed:
+                    channel = await connection.channel()  # a service that consumes nothing has no queue
+                    continue
+                waiting += queue.declaration_result.message_count or 0
+        return waiting
+    finally:
+        await channel.close()
 
 
 async def check(infra: Infra, outcomes: list[Outcome], inventory_before: dict[str, int], since) -> Books:
