@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import sys
 import tempfile
@@ -80,6 +81,36 @@ async def scrape(session: aiohttp.ClientSession, stack: Stack) -> dict[str, dict
 
 def delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], name: str) -> float:
     return sum(after[s].get(name, 0) - before[s].get(name, 0) for s in after)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    return 0.0
+
+
+def _command(pid: str) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by each service, Postgres (all its processes), RabbitMQ and this harness."""
+    usage = {name: _cpu_seconds(p.process.pid) for name, p in stack.processes.items() if p.process}
+    usage["postgres"] = usage["rabbitmq"] = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        command = _command(pid)
+        if command in ("postgres", "postmaster"):
+            usage["postgres"] += _cpu_seconds(int(pid))
+        elif command.startswith("beam"):
+            usage["rabbitmq"] += _cpu_seconds(int(pid))
+    usage["load generator"] = _cpu_seconds(os.getpid())
+    return usage
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -260,7 +291,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             variant_ids = {v["id"] for p in products for v in p["variants"]["data"]}
             before = await inventories(session, stack, variant_ids)
             metrics_before = await scrape(session, stack)
+        cpu_before = cpu_by_process(stack)
         peak = await shoppers_phase(stack, products, args.shoppers, args.duration, seed=1)
+        cpu_after = cpu_by_process(stack)
         async with aiohttp.ClientSession() as session:
             metrics_after = await scrape(session, stack)
         half = await shoppers_phase(stack, products, max(1, args.shoppers // 2), args.duration, seed=2)
@@ -279,6 +312,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 1,
             ),
         }
+        # Postgres backends that ended during the phase are missed; the services' pools keep theirs.
+        report["cpu_ms_per_order"] = {
+            name: round((cpu_after[name] - cpu_before.get(name, 0.0)) * 1000 / placed_peak, 1) for name in cpu_after
+        }
+        report["cpu_ms_per_order"]["total"] = round(sum(report["cpu_ms_per_order"].values()), 1)
         order_id = next((o.order_id for o in outcomes if o.placed), None)
         if order_id:
             through = await hammer(
@@ -348,6 +386,8 @@ def render(report: dict[str, Any]) -> str:
         f"per placed order: {report['per_order']['sql_statements']} SQL statements, "
         f"{report['per_order']['broker_messages']} broker messages"
     )
+    cpu = report["cpu_ms_per_order"]
+    lines.append("CPU ms per placed order (peak): " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     lines.append("peak RSS MiB: " + ", ".join(f"{k} {v}" for k, v in report["rss_mib"].items()))
     lines.append("ratios: " + ", ".join(f"{k} {v}" for k, v in report["ratios"].items()))
     books = report["books"]

@@ -182,20 +182,37 @@ class _Consumption:
 
 @dataclass
 class HandlerContext:
-    """What an event handler gets: its transaction's connection and a way to emit events."""
+    """What an event handler gets: its transaction's connection and a way to emit events.
+
+    Emitted events are written when the handler returns, in one statement with the inbox row.
+    """
 
     conn: asyncpg.Connection
     envelope: Envelope
     service: str
+    outgoing: list[outbox.Outgoing] = field(default_factory=list)
 
     async def emit(self, payload: Contract) -> None:
-        await outbox.enqueue(
-            self.conn,
-            payload,
-            self.service,
-            correlation_id=self.envelope.correlation_id,
-            causation_id=self.envelope.event_id,
+        self.outgoing.append(
+            outbox.outgoing(
+                payload,
+                self.service,
+                correlation_id=self.envelope.correlation_id,
+                causation_id=self.envelope.event_id,
+            )
         )
+
+    def closing_statement(self) -> tuple[str, list[Any]]:
+        """The inbox row and the emitted events' outbox rows, written only if the inbox row is new."""
+        ctes = [
+            "fresh AS (INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true)"
+        ]
+        args: list[Any] = [self.service, self.envelope.event_id, self.envelope.routing_key]
+        for i, event in enumerate(self.outgoing):
+            ctes.append(event.cte(f"event_{i}", len(args) + 1, when="fresh"))
+            args.extend(event.values)
+        return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM fresh)", args
 
 
 EventHandler = Callable[[HandlerContext, Any], Awaitable[None]]
@@ -209,6 +226,10 @@ class Subscription:
 
 class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed: parked at once, not retried."""
+
+
+class _Duplicate(Exception):
+    """The inbox already holds the event: roll back what the handler did."""
 
 
 class EventConsumer:
@@ -273,26 +294,47 @@ class EventConsumer:
         await message.ack()
 
     async def handle(self, envelope: Envelope, subscription: Subscription, payload: Any) -> bool:
-        """Run the handler once per event; False when the inbox says it was already handled."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING true",
-                self.consumer_name,
-                envelope.event_id,
-                envelope.routing_key,
-            )
-            if not fresh:
-                COUNTERS.inc("events_duplicate_total")
-                log.info(
-                    "duplicate event ignored",
-                    extra={"event_id": str(envelope.event_id), "type": envelope.routing_key},
-                )
-                return False
-            await subscription.handler(HandlerContext(conn, envelope, self.consumer_name), payload)
+        """Run the handler once per event; False when the inbox says it was already handled.
+
+        The inbox row is written last, with the emitted events, in one statement: a duplicate
+        (redelivered, or running concurrently) finds the row there, or waits on its key until the
+        first one commits, and its whole transaction is rolled back. Handlers keep their own
+        compare-and-set guards, so a duplicate that fails on the way is also recognised by the
+        inbox row and acknowledged rather than retried.
+        """
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    ctx = HandlerContext(conn, envelope, self.consumer_name)
+                    await subscription.handler(ctx, payload)
+                    closing, args = ctx.closing_statement()
+                    if not await conn.fetchval(closing, *args):
+                        raise _Duplicate
+            except _Duplicate:
+                return self._duplicate(envelope)
+            except Exception:
+                if not conn.is_closed() and await self._already_handled(conn, envelope):
+                    return self._duplicate(envelope)
+                raise
         self.handled += 1
         COUNTERS.inc("events_consumed_total")
         return True
+
+    async def _already_handled(self, conn: asyncpg.Connection, envelope: Envelope) -> bool:
+        with contextlib.suppress(Exception):
+            return bool(
+                await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2)",
+                    self.consumer_name,
+                    envelope.event_id,
+                )
+            )
+        return False
+
+    def _duplicate(self, envelope: Envelope) -> bool:
+        COUNTERS.inc("events_duplicate_total")
+        log.info("duplicate event ignored", extra={"event_id": str(envelope.event_id), "type": envelope.routing_key})
+        return False
 
     async def retry_or_park(self, message: AbstractIncomingMessage, exc: Exception) -> None:
         """A failing handler is retried through the delay queues, then parked with the reason.

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 import aio_pika
 import asyncpg
 import orjson
+import pytest
 
 from shared import outbox
-from shared.contracts import OrderPlaced, envelope_for
+from shared.bus import EventConsumer, HandlerContext, Subscription
+from shared.contracts import OrderPlaced, StockCommitted, envelope_for
 from shared.outbox import Relay
 from tests.platform.conftest import Platform, wait_for
 
@@ -278,3 +280,37 @@ async def test_an_outage_is_retried_past_the_retry_budget_and_never_parked(platf
     dlq = await channel.declare_queue(platform.topology("basket").dead_letter_queue(), passive=True)
     assert dlq.declaration_result.message_count == 0
     await channel.close()
+
+
+async def test_a_duplicate_is_rolled_back_with_its_events_even_when_its_handler_fails(platform: Platform):
+    """The inbox row is written last, with the emitted events: a duplicate's handler runs, then
+    everything it did is rolled back; one that fails on the way is still recognised as a duplicate
+    (acknowledged, not retried or parked)."""
+    runs = 0
+
+    async def handler(ctx: HandlerContext, payload: OrderPlaced) -> None:
+        nonlocal runs
+        runs += 1
+        await ctx.conn.execute(
+            "INSERT INTO effects (consumer, event_id, order_id) VALUES ('basket', $1, $2)",
+            ctx.envelope.event_id,
+            payload.order_id,
+        )
+        await ctx.emit(StockCommitted(order_id=payload.order_id, reservation_id="r1", lines=[]))
+        if runs >= 3:
+            raise RuntimeError("a compare-and-set that finds its work already done")
+
+    consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {})
+    subscription = Subscription(OrderPlaced, handler)
+    event = placed("dup-failing")
+    envelope = envelope_for(event, "orders")
+    assert await consumer.handle(envelope, subscription, event) is True
+    assert await consumer.handle(envelope, subscription, event) is False
+    assert await consumer.handle(envelope, subscription, event) is False
+    assert runs == 3
+    assert await platform.effects("basket", "dup-failing") == 1
+    assert await platform.outbox_rows("basket") == 1
+
+    fresh = envelope_for(placed("fails-first"), "orders")
+    with pytest.raises(RuntimeError):  # not a duplicate: the failure is the bus's to retry
+        await consumer.handle(fresh, subscription, event)

@@ -72,17 +72,22 @@ class Checkout:
         envelope = envelope or envelope_for(msg, "orders")
         charger = Charger(self.pool, providers or self.providers)
 
+        emitted: list[Contract] = []
+
         async def handler(ctx: HandlerContext, payload: OrderChargeRequested) -> None:
             emit = ctx.emit
 
             async def recording_emit(event: Contract) -> None:
                 await emit(event)
-                self.emitted.append(event)
+                emitted.append(event)
 
             ctx.emit = recording_emit  # type: ignore[method-assign]
             await charger.handle(ctx, payload)
 
-        return await self.consumer.handle(envelope, Subscription(OrderChargeRequested, handler), msg)
+        handled = await self.consumer.handle(envelope, Subscription(OrderChargeRequested, handler), msg)
+        if handled:  # a duplicate's events were rolled back with the rest of its transaction
+            self.emitted.extend(emitted)
+        return handled
 
     async def charges(self, order_id: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(
