@@ -374,10 +374,12 @@ async def reservation_for_attempt(
 async def lock_stock(conn: asyncpg.Connection, variant_ids: list[str]) -> list[asyncpg.Record]:
     """Locks the variants in id order, the one order every stock change takes (no deadlocks).
 
+    `FOR NO KEY UPDATE`, like every stock change: no key changes, so the foreign-key checks of new
+    basket lines (`KEY SHARE`, taken in the basket's own line order) never wait on it.
     `reserved` is what active reservations hold, current as of the lock."""
     return await conn.fetch(
         "SELECT id, sku, purchasable, backorder, inventory, incoming, reserved FROM variants "
-        "WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        "WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
         variant_ids,
     )
 
@@ -463,7 +465,7 @@ async def commit_and_sell(
             WHERE EXISTS (SELECT 1 FROM committed)
         ),
         locked AS (
-            SELECT v.id FROM variants v JOIN sold ON sold.variant_id = v.id ORDER BY v.id FOR UPDATE OF v
+            SELECT v.id FROM variants v JOIN sold ON sold.variant_id = v.id ORDER BY v.id FOR NO KEY UPDATE OF v
         ),
         stock AS (
             UPDATE variants v SET inventory = v.inventory - sold.quantity,
@@ -516,7 +518,7 @@ async def release_reservation(conn: asyncpg.Connection, reservation_id: str, ver
             FROM stock_reservation_lines l JOIN released ON released.id = l.reservation_id
         ),
         locked AS (
-            SELECT v.id FROM variants v JOIN held ON held.variant_id = v.id ORDER BY v.id FOR UPDATE OF v
+            SELECT v.id FROM variants v JOIN held ON held.variant_id = v.id ORDER BY v.id FOR NO KEY UPDATE OF v
         ),
         freed AS (
             UPDATE variants v SET reserved = v.reserved - held.quantity
