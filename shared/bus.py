@@ -202,15 +202,20 @@ class HandlerContext:
             )
         )
 
-    def closing_statement(self) -> tuple[str, list[Any]]:
-        """The inbox row and the emitted events' outbox rows, written only if the inbox row is new."""
+    def closing_statement(self, lease: float | None = None) -> tuple[str, list[Any]]:
+        """The inbox row and the emitted events' outbox rows, written only if the inbox row is new;
+        with `lease`, the rows are leased to this process's relay for `Relay.hand_off`."""
         ctes = [
             "fresh AS (INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true)"
         ]
         args: list[Any] = [self.service, self.envelope.event_id, self.envelope.routing_key]
+        lease_param = None
+        if lease is not None and self.outgoing:
+            args.append(float(lease))
+            lease_param = len(args)
         for i, event in enumerate(self.outgoing):
-            ctes.append(event.cte(f"event_{i}", len(args) + 1, when="fresh"))
+            ctes.append(event.cte(f"event_{i}", len(args) + 1, when="fresh", lease=lease_param))
             args.extend(event.values)
         return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM fresh)", args
 
@@ -242,6 +247,7 @@ class EventConsumer:
         subscriptions: dict[str, Subscription],
         *,
         prefetch: int = 32,
+        relay: outbox.Relay | None = None,
     ) -> None:
         unknown = set(subscriptions) - set(EVENTS)
         if unknown:
@@ -250,6 +256,8 @@ class EventConsumer:
         self.topology = topology
         self.subscriptions = subscriptions
         self.prefetch = prefetch
+        # Events a handler emits are published by this relay right after the commit (no claim).
+        self.relay = relay
         self.channel: AbstractChannel | None = None
         self._consumption = _Consumption()
         self.handled = 0
@@ -307,7 +315,7 @@ class EventConsumer:
                 async with conn.transaction():
                     ctx = HandlerContext(conn, envelope, self.consumer_name)
                     await subscription.handler(ctx, payload)
-                    closing, args = ctx.closing_statement()
+                    closing, args = ctx.closing_statement(self.relay.lease if self.relay else None)
                     if not await conn.fetchval(closing, *args):
                         raise _Duplicate
             except _Duplicate:
@@ -316,6 +324,8 @@ class EventConsumer:
                 if not conn.is_closed() and await self._already_handled(conn, envelope):
                     return self._duplicate(envelope)
                 raise
+        if self.relay is not None:
+            self.relay.hand_off(ctx.outgoing)
         self.handled += 1
         COUNTERS.inc("events_consumed_total")
         return True

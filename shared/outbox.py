@@ -69,16 +69,24 @@ class Outgoing:
     event_id: uuid.UUID
     values: tuple[Any, ...]  # event_id, routing_key, mandatory, body, headers: five parameters
 
-    def cte(self, name: str, first: int, when: str | None = None) -> str:
+    def cte(self, name: str, first: int, when: str | None = None, lease: int | None = None) -> str:
         """`<name> AS (INSERT INTO outbox ...)` reading parameters `$first` to `$first+4`; with `when`
         (a CTE of the same statement), written only if that CTE returns a row. Waking the relay is
-        part of it (the notification is delivered on commit)."""
+        part of it (the notification is delivered on commit).
+
+        With `lease` (the parameter number of the relay's lease in seconds), the row is written
+        leased to this process instead, which publishes it itself right after the commit
+        (`Relay.hand_off`): no wake-up and no claim. Other relays take it only if the lease runs
+        out (this process died in between)."""
         params = ", ".join(f"${first + i}::{t}" for i, t in enumerate(("uuid", "text", "boolean", "bytea", "jsonb")))
+        columns = "event_id, routing_key, mandatory, body, headers"
+        returning = "pg_notify(current_schema() || '_outbox', '')"
+        if lease is not None:
+            columns += ", next_attempt_at"
+            params += f", now() + make_interval(secs => ${lease}::float8)"
+            returning = "id"
         source = f" FROM (SELECT 1 FROM {when} LIMIT 1) AS {name}_when" if when else ""
-        return (
-            f"{name} AS (INSERT INTO outbox (event_id, routing_key, mandatory, body, headers) SELECT {params}{source} "
-            "RETURNING pg_notify(current_schema() || '_outbox', ''))"
-        )
+        return f"{name} AS (INSERT INTO outbox ({columns}) SELECT {params}{source} RETURNING {returning})"
 
 
 def outgoing(
@@ -154,6 +162,10 @@ class Relay:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._listener: asyncpg.Connection | None = None
+        self._handoffs: set[asyncio.Task] = set()
+        self._confirmed: list[uuid.UUID] = []  # handed-off events the broker confirmed, to forget
+        self._forget = asyncio.Event()
+        self._forgetter: asyncio.Task | None = None
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
@@ -161,15 +173,22 @@ class Relay:
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
+        self._forgetter = asyncio.create_task(self._forget_loop(), name=f"outbox-forget-{self.schema}")
 
     async def stop(self) -> None:
-        """Finish the batch in hand, then stop."""
+        """Finish the batch in hand and the hand-offs, then stop."""
         self._stopping.set()
         self._wake.set()
         if self._task is not None:
             # A batch stuck past this (a hung broker) is abandoned: its rows stay in the outbox.
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._task, timeout=15)
+        if self._handoffs:
+            await asyncio.wait(self._handoffs, timeout=self.publish_timeout + 1)
+        if self._forgetter is not None:
+            self._forget.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._forgetter, timeout=5)
         await self._close_listener()
         if self._channel is not None:
             with contextlib.suppress(Exception):
@@ -177,6 +196,45 @@ class Relay:
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
+
+    def hand_off(self, events: list[Outgoing]) -> None:
+        """Publish events whose rows the caller has just committed, leased to this relay
+        (`Outgoing.cte(lease=...)`). Failures give the rows back to the relay's usual pass."""
+        if events:
+            task = asyncio.create_task(self._publish_handed_off(events))
+            self._handoffs.add(task)
+            task.add_done_callback(self._handoffs.discard)
+
+    async def _publish_handed_off(self, events: list[Outgoing]) -> None:
+        results = await asyncio.gather(*(self._publish(*event.values) for event in events), return_exceptions=True)
+        sent = [event.event_id for event, result in zip(events, results, strict=True) if result is None]
+        failed = [event.event_id for event, result in zip(events, results, strict=True) if result is not None]
+        if sent:
+            self.published += len(sent)
+            COUNTERS.inc("events_published_total", len(sent))
+            self._confirmed.extend(sent)
+            self._forget.set()
+        if failed:
+            log.warning("outbox hand-off failed, leaving it to the relay", extra={"error": str(results[0])})
+            with contextlib.suppress(Exception):
+                await self.pool.execute(
+                    "UPDATE outbox SET next_attempt_at = now() WHERE event_id = ANY($1::uuid[])", failed
+                )
+            self.wake()
+
+    async def _forget_loop(self) -> None:
+        """Deletes confirmed hand-offs, as many as have come together in one statement."""
+        while True:
+            await self._forget.wait()
+            self._forget.clear()
+            batch, self._confirmed = self._confirmed, []
+            if batch:
+                try:
+                    await self.pool.execute("DELETE FROM outbox WHERE event_id = ANY($1::uuid[])", batch)
+                except Exception as exc:  # their lease runs out: published again, the inboxes absorb it
+                    log.warning("outbox forget failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            if self._stopping.is_set() and not self._handoffs:
+                return
 
     async def _listen(self) -> None:
         """A connection of its own for LISTEN (a pooled one may be recycled under it)."""
@@ -233,7 +291,15 @@ class Relay:
         while rows:
             rows = sorted(rows, key=lambda row: row["id"])
             try:
-                results = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+                results = await asyncio.gather(
+                    *(
+                        self._publish(
+                            row["event_id"], row["routing_key"], row["mandatory"], row["body"], row["headers"]
+                        )
+                        for row in rows
+                    ),
+                    return_exceptions=True,
+                )
                 sent = [row["id"] for row, result in zip(rows, results, strict=True) if result is None]
                 failed = [(row, result) for row, result in zip(rows, results, strict=True) if result is not None]
                 # More committed meanwhile (a NOTIFY came) or a full batch: the next claim goes
@@ -267,20 +333,23 @@ class Relay:
         if ids:
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", ids)
 
-    async def _publish(self, row: asyncpg.Record) -> None:
-        assert self._exchange is not None
-        headers = dict(row["headers"] or {})
+    async def _publish(
+        self, event_id: uuid.UUID, routing_key: str, mandatory: bool, body: bytes, headers: dict[str, Any] | None
+    ) -> None:
+        if self._exchange is None or self._channel is None or self._channel.is_closed:
+            raise ConnectionError("broker channel closed")
+        headers = dict(headers or {})
         message = aio_pika.Message(
-            row["body"],
+            body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(row["event_id"]),
-            type=row["routing_key"],
+            message_id=str(event_id),
+            type=routing_key,
             correlation_id=headers.get("correlation_id"),
             headers=headers,
         )
         await self._exchange.publish(
-            message, routing_key=row["routing_key"], mandatory=row["mandatory"], timeout=self.publish_timeout
+            message, routing_key=routing_key, mandatory=mandatory, timeout=self.publish_timeout
         )
 
     async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, exc: BaseException) -> None:

@@ -75,7 +75,11 @@ def outbox_relay(settings: ServiceSettings) -> CleanupCtx:
 def event_consumer(settings: ServiceSettings, subscriptions: dict[str, bus.Subscription]) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         consumer = bus.EventConsumer(
-            app[POOL], bus.Topology.from_settings(settings), subscriptions, prefetch=settings.bus_prefetch
+            app[POOL],
+            bus.Topology.from_settings(settings),
+            subscriptions,
+            prefetch=settings.bus_prefetch,
+            relay=app.get(RELAY),
         )
         await consumer.start(app[BROKER])
         app[CONSUMER] = consumer

@@ -314,3 +314,74 @@ async def test_a_duplicate_is_rolled_back_with_its_events_even_when_its_handler_
     fresh = envelope_for(placed("fails-first"), "orders")
     with pytest.raises(RuntimeError):  # not a duplicate: the failure is the bus's to retry
         await consumer.handle(fresh, subscription, event)
+
+
+def _emitting_handler(order_id: str) -> Subscription:
+    async def handler(ctx: HandlerContext, payload: OrderPlaced) -> None:
+        await ctx.emit(StockCommitted(order_id=order_id, reservation_id="r1", lines=[]))
+
+    return Subscription(OrderPlaced, handler)
+
+
+async def _relay(platform: Platform, relay_cls: type[Relay] = Relay, **kwargs) -> Relay:
+    relay = relay_cls(
+        platform.pools["basket"],
+        platform.settings["basket"].db_schema,
+        platform.topology("basket").events_exchange,
+        listen_dsn=None,
+        **kwargs,
+    )
+    assert platform.connection is not None
+    await relay.start(platform.connection)
+    platform._stoppable.append(relay)
+    return relay
+
+
+def _committed(seen: list, order_id: str) -> int:
+    return sum(
+        1
+        for m in seen
+        if m.routing_key == "stock.committed.v1" and orjson.loads(m.body)["payload"]["order_id"] == order_id
+    )
+
+
+async def test_events_a_handler_emits_are_handed_to_the_relay_after_the_commit(platform: Platform):
+    """No wake-up and no claim: the consumer's relay publishes its rows as soon as they are committed
+    (this relay's own pass would not come for a minute), then forgets them; a duplicate hands off nothing."""
+    _, seen = await raw_tap(platform)
+    relay = await _relay(platform, poll_interval=60)
+    consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {}, relay=relay)
+    event = placed("handed-off")
+    envelope = envelope_for(event, "orders")
+    assert await consumer.handle(envelope, _emitting_handler("handed-off"), event) is True
+    await wait_for(lambda: _async(_committed(seen, "handed-off") == 1), timeout=5, what="the handed-off event")
+    await wait_for(lambda: _outbox_empty(platform), timeout=5, what="the row forgotten")
+    assert await consumer.handle(envelope, _emitting_handler("handed-off"), event) is False
+    await asyncio.sleep(0.5)
+    assert _committed(seen, "handed-off") == 1
+
+
+class DiesBeforeHandOff(Relay):
+    def hand_off(self, events) -> None:
+        """The process died between the handler's commit and the hand-off."""
+
+
+async def test_rows_never_handed_off_are_published_by_a_relay_once_their_lease_ends(platform: Platform):
+    _, seen = await raw_tap(platform)
+    dead = await _relay(platform, DiesBeforeHandOff, poll_interval=60, publish_timeout=2.0)  # leased for 4 s
+    consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {}, relay=dead)
+    event = placed("orphaned")
+    assert await consumer.handle(envelope_for(event, "orders"), _emitting_handler("orphaned"), event) is True
+    await _relay(platform, poll_interval=0.2)  # another replica, polling
+    await asyncio.sleep(1.0)
+    assert _committed(seen, "orphaned") == 0, "a leased row was taken before its lease ended"
+    await wait_for(lambda: _async(_committed(seen, "orphaned") == 1), timeout=10, what="the orphaned event")
+    await wait_for(lambda: _outbox_empty(platform), timeout=5, what="the row forgotten")
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def _outbox_empty(platform: Platform) -> bool:
+    return await platform.outbox_rows("basket") == 0
