@@ -190,6 +190,7 @@ class HandlerContext:
     conn: asyncpg.Connection
     envelope: Envelope
     service: str
+    lease: float | None = None  # the relay's, when it publishes the emitted events itself
     outgoing: list[outbox.Outgoing] = field(default_factory=list)
 
     async def emit(self, payload: Contract) -> None:
@@ -199,23 +200,19 @@ class HandlerContext:
                 self.service,
                 correlation_id=self.envelope.correlation_id,
                 causation_id=self.envelope.event_id,
+                lease=self.lease,
             )
         )
 
-    def closing_statement(self, lease: float | None = None) -> tuple[str, list[Any]]:
-        """The inbox row and the emitted events' outbox rows, written only if the inbox row is new;
-        with `lease`, the rows are leased to this process's relay for `Relay.hand_off`."""
+    def closing_statement(self) -> tuple[str, list[Any]]:
+        """The inbox row and the emitted events' outbox rows, written only if the inbox row is new."""
         ctes = [
             "fresh AS (INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true)"
         ]
         args: list[Any] = [self.service, self.envelope.event_id, self.envelope.routing_key]
-        lease_param = None
-        if lease is not None and self.outgoing:
-            args.append(float(lease))
-            lease_param = len(args)
         for i, event in enumerate(self.outgoing):
-            ctes.append(event.cte(f"event_{i}", len(args) + 1, when="fresh", lease=lease_param))
+            ctes.append(event.cte(f"event_{i}", len(args) + 1, when="fresh"))
             args.extend(event.values)
         return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM fresh)", args
 
@@ -313,9 +310,9 @@ class EventConsumer:
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    ctx = HandlerContext(conn, envelope, self.consumer_name)
+                    ctx = HandlerContext(conn, envelope, self.consumer_name, self.relay.lease if self.relay else None)
                     await subscription.handler(ctx, payload)
-                    closing, args = ctx.closing_statement(self.relay.lease if self.relay else None)
+                    closing, args = ctx.closing_statement()
                     if not await conn.fetchval(closing, *args):
                         raise _Duplicate
             except _Duplicate:

@@ -64,26 +64,31 @@ GIVE_BACK = "UPDATE outbox SET next_attempt_at = now() WHERE id = ANY($1::bigint
 class Outgoing:
     """An event's outbox row, checked against the registry, for the caller's own statement to write
     together with the change it announces (one round trip, and no transaction needed when that
-    statement is the only one). `enqueue` is the same for a statement of its own."""
+    statement is the only one). `enqueue` is the same for a statement of its own.
+
+    With a `lease` (the relay's), the row is written leased to this process, which publishes it
+    itself right after the commit (`Relay.hand_off`): no wake-up and no claim. Other relays take
+    it only if the lease runs out (the process died in between). Hand off only what was written."""
 
     event_id: uuid.UUID
-    values: tuple[Any, ...]  # event_id, routing_key, mandatory, body, headers: five parameters
+    row: tuple[Any, ...]  # event_id, routing_key, mandatory, body, headers
+    lease: float | None = None
 
-    def cte(self, name: str, first: int, when: str | None = None, lease: int | None = None) -> str:
-        """`<name> AS (INSERT INTO outbox ...)` reading parameters `$first` to `$first+4`; with `when`
-        (a CTE of the same statement), written only if that CTE returns a row. Waking the relay is
-        part of it (the notification is delivered on commit).
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """The statement's parameters for `cte`: the row's five, and the lease when there is one."""
+        return self.row if self.lease is None else (*self.row, self.lease)
 
-        With `lease` (the parameter number of the relay's lease in seconds), the row is written
-        leased to this process instead, which publishes it itself right after the commit
-        (`Relay.hand_off`): no wake-up and no claim. Other relays take it only if the lease runs
-        out (this process died in between)."""
+    def cte(self, name: str, first: int, when: str | None = None) -> str:
+        """`<name> AS (INSERT INTO outbox ...)` reading `values` from parameter `$first` on; with
+        `when` (a CTE of the same statement), written only if that CTE returns a row. Waking the
+        relay is part of it (the notification is delivered on commit) unless the row is leased."""
         params = ", ".join(f"${first + i}::{t}" for i, t in enumerate(("uuid", "text", "boolean", "bytea", "jsonb")))
         columns = "event_id, routing_key, mandatory, body, headers"
         returning = "pg_notify(current_schema() || '_outbox', '')"
-        if lease is not None:
+        if self.lease is not None:
             columns += ", next_attempt_at"
-            params += f", now() + make_interval(secs => ${lease}::float8)"
+            params += f", now() + make_interval(secs => ${first + 5}::float8)"
             returning = "id"
         source = f" FROM (SELECT 1 FROM {when} LIMIT 1) AS {name}_when" if when else ""
         return f"{name} AS (INSERT INTO outbox ({columns}) SELECT {params}{source} RETURNING {returning})"
@@ -95,6 +100,7 @@ def outgoing(
     *,
     correlation_id: str | None = None,
     causation_id: uuid.UUID | None = None,
+    lease: float | None = None,
 ) -> Outgoing:
     spec = EVENTS.get(payload.routing_key())
     if spec is None:
@@ -111,6 +117,7 @@ def outgoing(
             envelope.model_dump_json().encode(),
             {"correlation_id": correlation_id} if correlation_id else {},
         ),
+        lease,
     )
 
 
@@ -124,7 +131,7 @@ async def enqueue(
 ) -> uuid.UUID:
     """Write an event in the caller's transaction. Nothing is published outside the outbox."""
     event = outgoing(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
-    await conn.execute(ENQUEUE, *event.values)
+    await conn.execute(ENQUEUE, *event.row)
     return event.event_id
 
 
@@ -199,14 +206,14 @@ class Relay:
 
     def hand_off(self, events: list[Outgoing]) -> None:
         """Publish events whose rows the caller has just committed, leased to this relay
-        (`Outgoing.cte(lease=...)`). Failures give the rows back to the relay's usual pass."""
+        (`Outgoing` with this relay's lease). Failures give the rows back to the relay's usual pass."""
         if events:
             task = asyncio.create_task(self._publish_handed_off(events))
             self._handoffs.add(task)
             task.add_done_callback(self._handoffs.discard)
 
     async def _publish_handed_off(self, events: list[Outgoing]) -> None:
-        results = await asyncio.gather(*(self._publish(*event.values) for event in events), return_exceptions=True)
+        results = await asyncio.gather(*(self._publish(*event.row) for event in events), return_exceptions=True)
         sent = [event.event_id for event, result in zip(events, results, strict=True) if result is None]
         failed = [event.event_id for event, result in zip(events, results, strict=True) if result is not None]
         if sent:

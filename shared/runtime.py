@@ -19,8 +19,9 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from shared import bus, db, http
+from shared.contracts import Contract
 from shared.metrics import COUNTERS
-from shared.outbox import Relay
+from shared.outbox import Outgoing, Relay, outgoing
 from shared.settings import ServiceSettings
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
@@ -70,6 +71,19 @@ def outbox_relay(settings: ServiceSettings) -> CleanupCtx:
         await relay.stop()
 
     return ctx
+
+
+def announcement(request: web.Request, payload: Contract, producer: str) -> Outgoing:
+    """An event for the request's own statement to write with its change, leased to this process's
+    relay; `hand_off` it once that statement (or its transaction) has committed and written it."""
+    relay = request.app.get(RELAY)
+    return outgoing(payload, producer, correlation_id=http.request_id(request), lease=relay.lease if relay else None)
+
+
+def hand_off(request: web.Request, *events: Outgoing) -> None:
+    relay = request.app.get(RELAY)
+    if relay is not None:
+        relay.hand_off([event for event in events if event.lease is not None])
 
 
 def event_consumer(settings: ServiceSettings, subscriptions: dict[str, bus.Subscription]) -> CleanupCtx:

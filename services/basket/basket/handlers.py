@@ -327,7 +327,8 @@ async def _new_basket(request: web.Request, body: CreateBasket) -> web.Response:
     ]
     totals = views.price_lines(line_rows).totals
     basket_id = new_id()
-    event = outbox.outgoing(
+    event = runtime.announcement(
+        request,
         BasketChanged(
             basket_id=basket_id,
             currency=currency,
@@ -337,9 +338,9 @@ async def _new_basket(request: web.Request, body: CreateBasket) -> web.Response:
             line_count=len(line_rows),
         ),
         "basket",
-        correlation_id=request_id(request),
     )
     basket = await queries.insert_basket_with_lines(_pool(request), basket_id, currency, body.meta or {}, lines, event)
+    runtime.hand_off(request, event)
     return json_response({"data": views.basket_view(basket, line_rows, includes(request))})
 
 

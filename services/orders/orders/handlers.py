@@ -86,7 +86,7 @@ async def _emit(conn: asyncpg.Connection, request: web.Request, payload: Contrac
 
 def _outgoing(request: web.Request, payload: Contract) -> outbox.Outgoing:
     """An event for the statement that makes its change to write (see `outbox.Outgoing`)."""
-    return outbox.outgoing(payload, "orders", correlation_id=http.request_id(request))
+    return runtime.announcement(request, payload, "orders")
 
 
 async def _get_order(request: web.Request, order_id: str) -> asyncpg.Record:
@@ -376,7 +376,7 @@ async def _create_order(
     )
     async with _pool(request).acquire() as conn, conn.transaction():
         await queries.lock_basket(conn, snapshot.id)
-        return await queries.create_order(
+        created = await queries.create_order(
             conn,
             order_id=order_id,
             basket_id=snapshot.id,
@@ -388,6 +388,9 @@ async def _create_order(
             lines=lines,
             event=event,
         )
+    if created is not None:
+        runtime.hand_off(request, event)
+    return created
 
 
 def _shipping_basis_of_address(order: asyncpg.Record) -> object:
@@ -807,6 +810,7 @@ async def process_order(request: web.Request) -> web.Response:
             )
             if started is None:
                 continue
+            runtime.hand_off(request, event)
             break
         else:
             raise ApiError(409, MSG_CHANGED)
