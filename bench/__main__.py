@@ -331,6 +331,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["half_load"] = half
         report["per_order"] = {
             "sql_statements": round(delta(metrics_before, metrics_after, "sql_statements_total") / placed_peak, 1),
+            "sql_statements_by_service": {
+                service: round(
+                    (
+                        metrics_after[service].get("sql_statements_total", 0)
+                        - metrics_before[service].get("sql_statements_total", 0)
+                    )
+                    / placed_peak,
+                    1,
+                )
+                for service in metrics_after
+            },
             "broker_messages": round(
                 (
                     delta(metrics_before, metrics_after, "events_published_total")
@@ -412,7 +423,8 @@ def render(report: dict[str, Any]) -> str:
         )
     lines.append(
         f"per placed order: {report['per_order']['sql_statements']} SQL statements, "
-        f"{report['per_order']['broker_messages']} broker messages"
+        f"{report['per_order']['broker_messages']} broker messages "
+        f"(statements by service: {report['per_order']['sql_statements_by_service']})"
     )
     cpu = report["cpu_ms_per_order"]
     lines.append("CPU ms per placed order (peak): " + ", ".join(f"{k} {v}" for k, v in cpu.items()))

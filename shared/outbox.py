@@ -147,6 +147,7 @@ class Relay:
         publish_timeout: float = 5.0,
         listen_dsn: str | None = None,
         listening_poll_interval: float = 5.0,
+        forget_delay: float = 0.2,
     ) -> None:
         self.pool = pool
         self.schema = schema
@@ -161,6 +162,7 @@ class Relay:
         # Longer than any batch can take: its publishes run at once, each bounded by publish_timeout.
         # Also how long the rows of a relay that died mid-batch wait before another takes them.
         self.lease = 2 * publish_timeout
+        self.forget_delay = min(forget_delay, publish_timeout)
         self.published = 0
         self._retry_at: float | None = None  # when the earliest failed publish is due again
         self._wake = asyncio.Event()
@@ -230,9 +232,14 @@ class Relay:
             self.wake()
 
     async def _forget_loop(self) -> None:
-        """Deletes confirmed hand-offs, as many as have come together in one statement."""
+        """Deletes confirmed hand-offs in batches: those confirmed within `forget_delay` of the
+        first go together in one statement. Their lease (far longer) keeps other relays off them
+        meanwhile."""
         while True:
             await self._forget.wait()
+            if not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.forget_delay)
             self._forget.clear()
             batch, self._confirmed = self._confirmed, []
             if batch:
