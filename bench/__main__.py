@@ -40,6 +40,7 @@ from bench.shopper import Shopper, pick_variants
 from bench.targets import publish_rate
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
+from shared import runtime
 from shared.bus import Topology
 from tests.support import (
     ROOT,
@@ -448,6 +449,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.shoppers, args.duration, args.limit_duration, args.concurrency = 4, 3.0, 1.0, 4
+    runtime.install_uvloop()  # the load generator shares the cores: as light as the services
     report = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str))

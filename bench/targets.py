@@ -17,6 +17,7 @@ import aio_pika
 import asyncpg
 from aiohttp import web
 
+from shared import runtime
 from shared.http import json_response
 
 
@@ -93,10 +94,7 @@ async def publish_rate(amqp_url: str, namespace: str, duration: float = 3.0, in_
 
 def main() -> None:
     kind, port = sys.argv[1], int(sys.argv[2])
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    runtime.install_uvloop()  # as the services run
     app = json_app() if kind == "json" else write_app(sys.argv[3])
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 

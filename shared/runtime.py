@@ -245,7 +245,7 @@ def _log_access(request: web.Request, status: int, started: float) -> None:
     )
 
 
-def _install_uvloop() -> None:
+def install_uvloop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop
 
@@ -265,7 +265,7 @@ def main(
     args = parser.parse_args(argv)
     settings = settings_cls()
     configure_logging(settings)
-    _install_uvloop()
+    install_uvloop()
     if args.command == "migrate":
         if migrations_dir is None:
             return
