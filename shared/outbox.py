@@ -224,7 +224,10 @@ class Relay:
             self._confirmed.extend(sent)
             self._forget.set()
         if failed:
-            log.warning("outbox hand-off failed, leaving it to the relay", extra={"error": str(results[0])})
+            error = next(result for result in results if result is not None)
+            log.warning(
+                "outbox hand-off failed, leaving it to the relay", extra={"error": f"{type(error).__name__}: {error}"}
+            )
             with contextlib.suppress(Exception):
                 await self.pool.execute(
                     "UPDATE outbox SET next_attempt_at = now() WHERE event_id = ANY($1::uuid[])", failed

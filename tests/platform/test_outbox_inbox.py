@@ -385,3 +385,33 @@ async def _async(value: bool) -> bool:
 
 async def _outbox_empty(platform: Platform) -> bool:
     return await platform.outbox_rows("basket") == 0
+
+
+class RefusesHandOffs(Relay):
+    """Its broker channel fails every hand-off (while the relay's own pass still publishes)."""
+
+    refused = 0
+
+    async def _publish_handed_off(self, events) -> None:
+        publish = self._publish
+
+        async def refuse(*_args) -> None:
+            RefusesHandOffs.refused += 1
+            raise ConnectionError("channel closed")
+
+        self._publish = refuse  # type: ignore[method-assign]
+        try:
+            await super()._publish_handed_off(events)
+        finally:
+            self._publish = publish  # type: ignore[method-assign]
+
+
+async def test_a_failed_hand_off_gives_the_rows_back_to_the_relays_pass(platform: Platform):
+    _, seen = await raw_tap(platform)
+    relay = await _relay(platform, RefusesHandOffs, poll_interval=60)
+    consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {}, relay=relay)
+    event = placed("given-back")
+    assert await consumer.handle(envelope_for(event, "orders"), _emitting_handler("given-back"), event) is True
+    await wait_for(lambda: _async(_committed(seen, "given-back") == 1), timeout=5, what="the event, by the pass")
+    await wait_for(lambda: _outbox_empty(platform), timeout=5, what="the row forgotten")
+    assert RefusesHandOffs.refused == 1
