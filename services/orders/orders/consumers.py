@@ -99,8 +99,7 @@ def placing_handler(settings: OrdersSettings):
         )
         placed_at = datetime.now(UTC)
         period = domain.reference_period(placed_at)
-        # The basket's lock first: no new order for this basket while it is being placed.
-        number = await queries.next_reference_number_locking_basket(conn, period, captured["basket_id"])
+        number = await queries.next_reference_number(conn, period)
         reference = domain.reference(settings.reference_prefix, period, number)
         placed = await queries.place_and_notify(
             conn,

@@ -374,20 +374,18 @@ async def _create_order(
             currency=snapshot.currency,
         ),
     )
-    async with _pool(request).acquire() as conn, conn.transaction():
-        await queries.lock_basket(conn, snapshot.id)
-        created = await queries.create_order(
-            conn,
-            order_id=order_id,
-            basket_id=snapshot.id,
-            currency=snapshot.currency,
-            order_type=order_type,
-            weight_grams=snapshot.weight_grams,
-            basket_totals=_basket_totals(snapshot),
-            totals=goods,
-            lines=lines,
-            event=event,
-        )
+    created = await queries.create_order(
+        _pool(request),
+        order_id=order_id,
+        basket_id=snapshot.id,
+        currency=snapshot.currency,
+        order_type=order_type,
+        weight_grams=snapshot.weight_grams,
+        basket_totals=_basket_totals(snapshot),
+        totals=goods,
+        lines=lines,
+        event=event,
+    )
     if created is not None:
         runtime.hand_off(request, event)
     return created

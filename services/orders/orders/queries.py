@@ -162,31 +162,6 @@ async def list_orders(
 # Orders: writes
 
 
-async def lock_basket(conn: asyncpg.Connection, basket_id: str) -> None:
-    """Serialises creating a basket's order with placing one (until the transaction ends)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('orders.basket:' || $1, 0))", basket_id)
-
-
-async def insert_order_if_none_open(
-    conn: asyncpg.Connection, *, basket_id: str, currency: str, order_type: str | None
-) -> asyncpg.Record | None:
-    """Create the basket's open order, or nothing when one exists (the partial unique index)."""
-    return await conn.fetchrow(
-        f"""
-        WITH n AS (SELECT nextval('order_display_seq') AS v)
-        INSERT INTO orders (id, basket_id, status, type, currency, display_id)
-        SELECT $1, $2, $3, $4, $5, '#ORD-' || lpad(n.v::text, greatest(4, length(n.v::text)), '0') FROM n
-        ON CONFLICT (basket_id) WHERE placed_at IS NULL AND status <> 'expired' DO NOTHING
-        RETURNING {ORDER_COLUMNS}
-        """,
-        new_id(),
-        basket_id,
-        domain.AWAITING_PAYMENT,
-        order_type,
-        currency,
-    )
-
-
 _LINE_RECORD = """
     id text, position integer, variant_id text, product_id text, sku text, description text, option text,
     quantity integer, unit_price bigint, unit_qty integer, line_total bigint, tax_total bigint, tax_rate integer,
@@ -224,7 +199,7 @@ _GOODS_FIELDS = (
 
 
 async def create_order(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     order_id: str,
     basket_id: str,
@@ -251,8 +226,7 @@ async def create_order(
             SELECT $1, $2, $3, $4, $5, '#ORD-' || lpad(n.v::text, greatest(4, length(n.v::text)), '0'),
                 $6, $7, $8, $9, $10, $11, $12
             FROM n
-            WHERE NOT EXISTS (SELECT 1 FROM orders WHERE basket_id = $2 AND placed_at IS NOT NULL)
-            ON CONFLICT (basket_id) WHERE placed_at IS NULL AND status <> 'expired' DO NOTHING
+            ON CONFLICT (basket_id) WHERE status <> 'expired' DO NOTHING
             RETURNING {ORDER_COLUMNS}
         ),
         goods AS (
@@ -919,21 +893,6 @@ async def request_charge_for(
         order_id,
         reservation_id,
         domain.PAYMENT_PROCESSING,
-    )
-
-
-async def next_reference_number_locking_basket(conn: asyncpg.Connection, period: str, basket_id: str) -> int:
-    """`next_reference_number`, with `lock_basket` taken in the same round trip (the placing side
-    of the lock that keeps a used basket from getting a new order)."""
-    return await conn.fetchval(
-        """
-        WITH basket_lock AS (SELECT pg_advisory_xact_lock(hashtextextended('orders.basket:' || $2, 0)))
-        INSERT INTO reference_counters (period, last_value) SELECT $1, 1 FROM basket_lock
-        ON CONFLICT (period) DO UPDATE SET last_value = reference_counters.last_value + 1
-        RETURNING last_value
-        """,
-        period,
-        basket_id,
     )
 
 

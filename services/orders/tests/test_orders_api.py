@@ -11,7 +11,10 @@ import asyncpg
 import pytest
 from orders_testkit import ADDRESS, ADMIN, FakeShipping, Store, line
 
+from orders import domain, queries
 from orders.settings import OrdersSettings
+from shared import outbox
+from shared.contracts import OrderCreated
 from shared.http import new_id
 
 # shared/http.py stores the request id under a str key (aiohttp 3.14 warns; the foundation owns it).
@@ -99,6 +102,51 @@ async def test_concurrent_creates_make_one_order(client: Any, store: Store, pool
     assert len(ids) == 1
     assert await pool.fetchval("SELECT count(*) FROM orders WHERE basket_id = $1", basket_id) == 1
     assert await pool.fetchval("SELECT count(*) FROM order_lines WHERE order_id = $1", ids.pop()) == 1
+
+
+async def test_no_second_order_while_the_first_is_being_placed(
+    client: Any, store: Store, pool: asyncpg.Pool, settings: OrdersSettings
+) -> None:
+    """Placing commits after the create's statement took its snapshot (which saw no placed order):
+    the placed row's key in the unique index still refuses the second order."""
+    basket_id = store.put([line("A", 1, 1000)])
+    order = await create(client, basket_id)
+    totals = domain.Totals(sub_total=1000, delivery_total=0, discount_total=0, tax_total=0, order_total=1000)
+    event = outbox.outgoing(
+        OrderCreated(
+            order_id="second00000000000000",
+            basket_id=basket_id,
+            status="awaiting-payment",
+            order_total=1000,
+            currency="GBP",
+        ),
+        "orders",
+    )
+    async with pool.acquire() as placing:
+        async with placing.transaction():
+            await placing.execute(
+                "UPDATE orders SET status = 'payment-received', placed_at = now(), reference = 'REF-1' WHERE id = $1",
+                order["id"],
+            )
+            second = asyncio.create_task(
+                queries.create_order(
+                    pool,
+                    order_id="second00000000000000",
+                    basket_id=basket_id,
+                    currency="GBP",
+                    order_type=None,
+                    weight_grams=0,
+                    basket_totals={},
+                    totals=totals,
+                    lines=[],
+                    event=event,
+                )
+            )
+            await asyncio.sleep(0.3)  # the create is waiting on the placing row's index entry
+            assert not second.done()
+        assert await second is None
+    assert await pool.fetchval("SELECT count(*) FROM orders WHERE basket_id = $1", basket_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", event.event_id) == 0
 
 
 @pytest.mark.parametrize(
