@@ -19,7 +19,7 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,10 +181,21 @@ class _Consumption:
 
 
 @dataclass
-class HandlerContext:
-    """What an event handler gets: its transaction's connection and a way to emit events.
+class Effect:
+    """A handler's change written as CTEs of its closing statement (see `HandlerContext.write`)."""
 
-    Emitted events are written when the handler returns, in one statement with the inbox row.
+    ctes: str
+    args: tuple[Any, ...]
+    gate: str
+    required: bool
+
+
+@dataclass
+class HandlerContext:
+    """What an event handler gets: its connection and ways to emit events and to write its change.
+
+    Emitted events are written when the handler returns, in one statement with the inbox row (and
+    the handler's change, when it was given to `write`).
     """
 
     conn: asyncpg.Connection
@@ -192,6 +203,7 @@ class HandlerContext:
     service: str
     lease: float | None = None  # the relay's, when it publishes the emitted events itself
     outgoing: list[outbox.Outgoing] = field(default_factory=list)
+    effect: Effect | None = None
 
     async def emit(self, payload: Contract) -> None:
         self.outgoing.append(
@@ -204,17 +216,42 @@ class HandlerContext:
             )
         )
 
+    def write(self, ctes: str, args: Sequence[Any], *, gate: str, required: bool = False) -> None:
+        """Make the handler's change part of the closing statement: one round trip for the change,
+        the inbox row and the events, and no transaction at all for a handler whose only write this
+        is (`Subscription(..., transaction=False)`).
+
+        `ctes` are `name AS (...)` clauses reading their parameters from `$1` on. They must do
+        nothing unless the inbox row is new: each reads the `fresh` CTE (the new inbox row),
+        directly or through another of them. Emitted events are written only if `gate` (one of
+        them) returns a row: the change took place. `required`: a change that did not take place
+        is an error (the transaction is rolled back and the event retried), not an outcome.
+        """
+        self.effect = Effect(ctes, tuple(args), gate, required)
+
     def closing_statement(self) -> tuple[str, list[Any]]:
-        """The inbox row and the emitted events' outbox rows, written only if the inbox row is new."""
+        """The inbox row, the handler's change and the emitted events' outbox rows, written only
+        if the inbox row is new. Returns whether it was (`fresh`) and whether the events were
+        written (`written`)."""
+        effect = self.effect
+        args: list[Any] = list(effect.args) if effect else []
+        first = len(args) + 1
         ctes = [
-            "fresh AS (INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING RETURNING true)"
+            "fresh AS (INSERT INTO inbox (consumer, event_id, event_type) "
+            f"VALUES (${first}, ${first + 1}, ${first + 2}) ON CONFLICT DO NOTHING RETURNING true)"
         ]
-        args: list[Any] = [self.service, self.envelope.event_id, self.envelope.routing_key]
+        args += [self.service, self.envelope.event_id, self.envelope.routing_key]
+        if effect:
+            ctes.append(effect.ctes)
+        gate = effect.gate if effect else "fresh"
         for i, event in enumerate(self.outgoing):
-            ctes.append(event.cte(f"event_{i}", len(args) + 1, when="fresh"))
+            ctes.append(event.cte(f"event_{i}", len(args) + 1, when=gate))
             args.extend(event.values)
-        return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM fresh)", args
+        return (
+            f"WITH {', '.join(ctes)} "
+            f"SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, EXISTS (SELECT 1 FROM {gate}) AS written",
+            args,
+        )
 
 
 EventHandler = Callable[[HandlerContext, Any], Awaitable[None]]
@@ -224,6 +261,9 @@ EventHandler = Callable[[HandlerContext, Any], Awaitable[None]]
 class Subscription:
     model: type[Contract]
     handler: EventHandler
+    # False: the handler only reads, and gives its change to `HandlerContext.write`; the closing
+    # statement is then the one write, atomic on its own, and no transaction is opened.
+    transaction: bool = True
 
 
 class PermanentError(Exception):
@@ -305,16 +345,25 @@ class EventConsumer:
         (redelivered, or running concurrently) finds the row there, or waits on its key until the
         first one commits, and its whole transaction is rolled back. Handlers keep their own
         compare-and-set guards, so a duplicate that fails on the way is also recognised by the
-        inbox row and acknowledged rather than retried.
+        inbox row and acknowledged rather than retried. A change given to `HandlerContext.write`
+        is in that statement too, done only with a new inbox row; a handler without a transaction
+        has no other write, so a duplicate has nothing to roll back.
         """
         async with self.pool.acquire() as conn:
             try:
-                async with conn.transaction():
+                async with conn.transaction() if subscription.transaction else contextlib.nullcontext():
                     ctx = HandlerContext(conn, envelope, self.consumer_name, self.relay.lease if self.relay else None)
                     await subscription.handler(ctx, payload)
+                    if ctx.effect and ctx.effect.required and not subscription.transaction:
+                        raise TypeError("a required change needs the handler's transaction to undo the inbox row")
                     closing, args = ctx.closing_statement()
-                    if not await conn.fetchval(closing, *args):
+                    outcome = await conn.fetchrow(closing, *args)
+                    if not outcome["fresh"]:
                         raise _Duplicate
+                    if not outcome["written"]:
+                        if ctx.effect and ctx.effect.required:
+                            raise RuntimeError(f"{envelope.routing_key}: the handler's change did not take place")
+                        ctx.outgoing.clear()
             except _Duplicate:
                 return self._duplicate(envelope)
             except Exception:

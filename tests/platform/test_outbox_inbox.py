@@ -316,6 +316,59 @@ async def test_a_duplicate_is_rolled_back_with_its_events_even_when_its_handler_
         await consumer.handle(fresh, subscription, event)
 
 
+def _writing_handler(effect_where: str = "true", *, required: bool = False):
+    """Gives its change (an effects row) to the closing statement and emits one event."""
+
+    async def handler(ctx: HandlerContext, payload: OrderPlaced) -> None:
+        ctx.write(
+            "effect AS (INSERT INTO effects (consumer, event_id, order_id) "
+            f"SELECT 'basket', $1::uuid, $2::text FROM fresh WHERE {effect_where} RETURNING order_id)",
+            (ctx.envelope.event_id, payload.order_id),
+            gate="effect",
+            required=required,
+        )
+        await ctx.emit(StockCommitted(order_id=payload.order_id, reservation_id="r1", lines=[]))
+
+    return handler
+
+
+async def test_a_change_written_with_the_inbox_row_without_a_transaction_happens_once(platform: Platform):
+    """One statement for the change, the inbox row and the events: twenty concurrent copies of an
+    event make one change and one event; a change that does not take place writes no event."""
+    consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {})
+    subscription = Subscription(OrderPlaced, _writing_handler(), transaction=False)
+    event = placed("one-statement")
+    envelope = envelope_for(event, "orders")
+    outcomes = await asyncio.gather(*(consumer.handle(envelope, subscription, event) for _ in range(20)))
+    assert sorted(outcomes) == [False] * 19 + [True]
+    assert await platform.effects("basket", "one-statement") == 1
+    assert await platform.outbox_rows("basket") == 1
+
+    nothing = Subscription(OrderPlaced, _writing_handler("false"), transaction=False)
+    other = placed("no-change")
+    assert await consumer.handle(envelope_for(other, "orders"), nothing, other) is True
+    assert await platform.effects("basket", "no-change") == 0
+    assert await platform.outbox_rows("basket") == 1  # nothing to announce
+
+
+async def test_a_required_change_that_does_not_take_place_leaves_the_event_unhandled(platform: Platform):
+    consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {})
+    event = placed("required")
+    envelope = envelope_for(event, "orders")
+    with pytest.raises(RuntimeError, match="did not take place"):
+        await consumer.handle(envelope, Subscription(OrderPlaced, _writing_handler("false", required=True)), event)
+    assert await platform.pools["basket"].fetchval("SELECT count(*) FROM inbox") == 0
+    # Retried once the change can take place: handled, not a duplicate.
+    assert await consumer.handle(envelope, Subscription(OrderPlaced, _writing_handler(required=True)), event) is True
+    assert await platform.effects("basket", "required") == 1
+    # Without a transaction, nothing could undo the inbox row: refused before anything is written.
+    unsafe = Subscription(OrderPlaced, _writing_handler(required=True), transaction=False)
+    other = placed("unsafe")
+    with pytest.raises(TypeError):
+        await consumer.handle(envelope_for(other, "orders"), unsafe, other)
+    assert await platform.effects("basket", "unsafe") == 0
+
+
 def _emitting_handler(order_id: str) -> Subscription:
     async def handler(ctx: HandlerContext, payload: OrderPlaced) -> None:
         await ctx.emit(StockCommitted(order_id=order_id, reservation_id="r1", lines=[]))

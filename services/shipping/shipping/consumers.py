@@ -18,18 +18,20 @@ log = logging.getLogger(__name__)
 
 
 async def on_order_placed(ctx: HandlerContext, msg: OrderPlaced) -> None:
-    """One shipment per placed order, however many times the placement is announced."""
+    """One shipment per placed order, however many times the placement is announced: one
+    statement, announced only if it opened the shipment."""
     address = msg.shipping_address.model_dump() if msg.shipping_address else None
-    row = await queries.open_shipment(
-        ctx.conn, new_id(), msg.order_id, msg.reference, msg.shipping_method, msg.shipping_price_id, address
+    shipment_id = new_id()
+    ctx.write(
+        *queries.open_shipment(
+            shipment_id, msg.order_id, msg.reference, msg.shipping_method, msg.shipping_price_id, address
+        ),
+        gate="opened",
     )
-    if row is None:
-        log.info("order already has a shipment", extra={"order_id": msg.order_id})
-        return
-    await ctx.emit(ShipmentOpened(shipment_id=row["id"], order_id=msg.order_id))
+    await ctx.emit(ShipmentOpened(shipment_id=shipment_id, order_id=msg.order_id))
 
 
-SUBSCRIPTIONS = {OrderPlaced.routing_key(): Subscription(OrderPlaced, on_order_placed)}
+SUBSCRIPTIONS = {OrderPlaced.routing_key(): Subscription(OrderPlaced, on_order_placed, transaction=False)}
 
 
 async def quote(pool: asyncpg.Pool, request: QuoteShipping) -> ShippingQuoteReply:

@@ -208,26 +208,26 @@ async def update_price(conn: asyncpg.Connection, price_id: str, changes: dict[st
 # Shipments
 
 
-async def open_shipment(
-    conn: asyncpg.Connection,
+def open_shipment(
     shipment_id: str,
     order_id: str,
     reference: str | None,
     shipping_method: str | None,
     shipping_price_id: str | None,
     address: dict[str, Any] | None,
-) -> asyncpg.Record | None:
-    """One shipment per order: None when the order already has one."""
-    return await conn.fetchrow(
-        "INSERT INTO shipments (id, order_id, reference, shipping_method, shipping_price_id, address) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING "
-        f"RETURNING {SHIPMENT_COLUMNS}",
-        shipment_id,
-        order_id,
-        reference,
-        shipping_method,
-        shipping_price_id,
-        address,
+) -> tuple[str, tuple[Any, ...]]:
+    """The order's shipment, as the CTE `opened` of an event handler's closing statement
+    (`HandlerContext.write`): one shipment per order, no row when the order has one already."""
+    return (
+        """
+        opened AS (
+            INSERT INTO shipments (id, order_id, reference, shipping_method, shipping_price_id, address)
+            SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::jsonb FROM fresh
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING id
+        )
+        """,
+        (shipment_id, order_id, reference, shipping_method, shipping_price_id, address),
     )
 
 
