@@ -38,12 +38,22 @@ def _ignored(what: str, order_id: str, **extra: object) -> None:
 
 
 async def on_stock_reserved(ctx: HandlerContext, event: StockReserved) -> None:
-    """Step 3: charge exactly the order's total, once per attempt; the token leaves the table."""
+    """Step 3: charge exactly the order's total, once per attempt; the token leaves the table.
+
+    A read, then one statement that moves the attempt on (compare-and-set) with the inbox row and
+    the charge request: no transaction. If the attempt moved on in between, nothing is written
+    but the inbox row, as for a late event."""
     # Amount and currency come from the order (frozen while in flight), never from a client.
-    charge = await queries.request_charge_for(ctx.conn, event.attempt_id, event.order_id, event.reservation_id)
+    charge = await queries.charge_to_request(ctx.conn, event.attempt_id, event.order_id)
     if charge is None:
         _ignored("stock.reserved", event.order_id, attempt_id=str(event.attempt_id))
         return
+    ctx.write(
+        *queries.charge_requested(
+            event.attempt_id, event.order_id, event.reservation_id, charge["order_total"], charge["currency"]
+        ),
+        gate="charged",
+    )
     contact = charge["contact_details"] or {}
     await ctx.emit(
         OrderChargeRequested(
@@ -208,7 +218,7 @@ async def on_shipment_dispatched(ctx: HandlerContext, event: ShipmentDispatched)
 
 def subscriptions(settings: OrdersSettings) -> dict[str, Subscription]:
     handlers = (
-        Subscription(StockReserved, on_stock_reserved),
+        Subscription(StockReserved, on_stock_reserved, transaction=False),
         Subscription(StockRefused, on_stock_refused),
         Subscription(PaymentCaptured, placing_handler(settings)),
         Subscription(PaymentDeclined, on_payment_declined),

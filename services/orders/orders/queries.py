@@ -859,40 +859,43 @@ async def finish_attempt(
     return bool(done)
 
 
-async def request_charge_for(
-    conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str, reservation_id: str
-) -> asyncpg.Record | None:
-    """stock_requested -> charge_requested for the order's in-flight attempt, in one statement.
-
-    Amount and currency are the order's (frozen while in flight); the token is forgotten here and
-    returned once, for the charge request. None when the attempt or the order moved on.
-    """
+async def charge_to_request(conn: Conn, attempt_id: uuid.UUID, order_id: str) -> asyncpg.Record | None:
+    """What the attempt's charge request carries, while the attempt waits for its stock: amount and
+    currency are the order's (frozen while in flight), the token the attempt's. None when the
+    attempt or the order moved on."""
     return await conn.fetchrow(
         """
-        WITH attempt AS (
-            SELECT a.attempt_id, a.payment_token, a.payment_type_id, o.order_total, o.currency, o.contact_details,
-                o.notes
-            FROM checkout_attempts a
-            JOIN orders o ON o.id = a.order_id
-            WHERE a.attempt_id = $1 AND a.order_id = $2 AND a.stage = 'stock_requested'
-                AND o.status = $4 AND o.attempt_id = $1
-            FOR UPDATE OF a
-        ),
-        charged AS (
-            UPDATE checkout_attempts SET stage = 'charge_requested', reservation_id = $3,
-                amount = attempt.order_total, currency = attempt.currency, payment_token = NULL, updated_at = now()
-            FROM attempt
-            WHERE checkout_attempts.attempt_id = attempt.attempt_id
-            RETURNING checkout_attempts.attempt_id
-        )
-        SELECT attempt.payment_token, attempt.payment_type_id, attempt.order_total, attempt.currency,
-            attempt.contact_details, attempt.notes
-        FROM attempt JOIN charged USING (attempt_id)
+        SELECT a.payment_token, a.payment_type_id, o.order_total, o.currency, o.contact_details, o.notes
+        FROM checkout_attempts a
+        JOIN orders o ON o.id = a.order_id
+        WHERE a.attempt_id = $1 AND a.order_id = $2 AND a.stage = 'stock_requested'
+            AND o.status = $3 AND o.attempt_id = $1
         """,
         attempt_id,
         order_id,
-        reservation_id,
         domain.PAYMENT_PROCESSING,
+    )
+
+
+def charge_requested(
+    attempt_id: uuid.UUID, order_id: str, reservation_id: str, amount: int, currency: str
+) -> tuple[str, tuple[Any, ...]]:
+    """stock_requested -> charge_requested (compare-and-set), as the CTE `charged` of the event
+    handler's closing statement (`HandlerContext.write`); the token is forgotten here. No row when
+    the attempt or the order moved on since `charge_to_request` read them."""
+    return (
+        """
+        charged AS (
+            UPDATE checkout_attempts a SET stage = 'charge_requested', reservation_id = $3, amount = $4,
+                currency = $5, payment_token = NULL, updated_at = now()
+            FROM fresh, orders o
+            WHERE a.attempt_id = $1 AND a.order_id = $2 AND a.stage = 'stock_requested'
+                AND o.id = a.order_id AND o.status = $6 AND o.attempt_id = $1
+                AND o.order_total = $4 AND o.currency = $5
+            RETURNING a.attempt_id
+        )
+        """,
+        (attempt_id, order_id, reservation_id, amount, currency, domain.PAYMENT_PROCESSING),
     )
 
 

@@ -18,7 +18,7 @@ from conftest import Peer
 from orders import consumers, saga
 from orders.settings import OrdersSettings
 from shared import db
-from shared.bus import EventConsumer, Topology
+from shared.bus import EventConsumer, HandlerContext, Topology
 from shared.contracts import (
     Contract,
     Envelope,
@@ -436,6 +436,40 @@ async def outbox_count(pool: asyncpg.Pool, routing_key: str, order_id: str) -> i
         routing_key,
         order_id,
     )
+
+
+async def test_stock_reserved_has_one_effect_without_a_transaction(
+    app_factory: Any,
+    settings: OrdersSettings,
+    responders: None,
+    store: Store,
+    shipping: FakeShipping,
+    pool: asyncpg.Pool,
+) -> None:
+    """The handler reads, then writes in one statement: ten copies of the event with their own ids,
+    at once, request one charge; an attempt that moves on between the read and the write requests
+    none (the compare-and-set, not the read, decides)."""
+    [(order_id, attempt_id, _), (moved_id, moved_attempt, _)] = await in_flight(
+        app_factory, settings, store, shipping, count=2
+    )
+    deliver = Deliverer(pool, settings)
+    reserved = StockReserved(
+        order_id=order_id, attempt_id=attempt_id, reservation_id="r1", expires_at=datetime.now(UTC)
+    )
+    outcomes = await asyncio.gather(*(deliver(envelope_for(reserved, "basket")) for _ in range(10)))
+    assert outcomes == [True] * 10
+    assert await outbox_count(pool, "order.charge_requested.v1", order_id) == 1
+
+    late = StockReserved(order_id=moved_id, attempt_id=moved_attempt, reservation_id="r2", expires_at=datetime.now(UTC))
+    async with pool.acquire() as conn:
+        ctx = HandlerContext(conn, envelope_for(late, "basket"), "orders")
+        await consumers.on_stock_reserved(ctx, late)  # reads the attempt while it waits for stock
+        await conn.execute("UPDATE checkout_attempts SET stage = 'refused' WHERE attempt_id = $1", moved_attempt)
+        closing, args = ctx.closing_statement()
+        outcome = await conn.fetchrow(closing, *args)
+    assert (outcome["fresh"], outcome["written"]) == (True, False)
+    assert await outbox_count(pool, "order.charge_requested.v1", moved_id) == 0
+    assert await pool.fetchval("SELECT stage FROM checkout_attempts WHERE attempt_id = $1", moved_attempt) == "refused"
 
 
 async def test_each_saga_event_twice_has_one_effect(
