@@ -90,8 +90,12 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
         log.info("stock refused", extra={"order_id": payload.order_id, "errors": errors})
         await ctx.emit(StockRefused(order_id=payload.order_id, attempt_id=payload.attempt_id, errors=errors))
         return
-    await queries.hold_stock(
-        conn, reservation["id"], [(variant_id, locked[variant_id]["sku"], qty) for variant_id, qty in per_variant]
+    ctx.write(
+        *queries.hold_stock(
+            reservation["id"], [(variant_id, locked[variant_id]["sku"], qty) for variant_id, qty in per_variant]
+        ),
+        gate="held",
+        required=True,
     )
     log.info("stock reserved", extra={"order_id": payload.order_id, "reservation_id": reservation["id"]})
     await ctx.emit(
@@ -164,13 +168,12 @@ async def commit_stock(ctx: HandlerContext, payload: OrderPlaced) -> None:
         lines = [(line["variant_id"], line["sku"], line["quantity"]) for line in reservation["lines"]]
         if not lines:  # refused or a failure tombstone: nothing held, take the order's lines
             lines = await _lines_from_order(conn, reservation["id"], payload)
-    committed, used = await queries.commit_and_sell(
-        conn, reservation, lines, basket_id=payload.basket_id, order_id=payload.order_id
+    # Under the reservation's lock the compare-and-set cannot fail: if it does, roll back and retry.
+    ctx.write(
+        *queries.commit_and_sell(reservation, lines, basket_id=payload.basket_id, order_id=payload.order_id),
+        gate="committed",
+        required=True,
     )
-    if not committed:
-        raise RuntimeError(f"reservation {reservation['id']} changed under its lock")
-    if not used:
-        log.info("basket already used or unknown", extra={"basket_id": payload.basket_id})
     await ctx.emit(
         StockCommitted(
             order_id=payload.order_id,

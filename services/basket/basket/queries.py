@@ -384,24 +384,25 @@ async def lock_stock(conn: asyncpg.Connection, variant_ids: list[str]) -> list[a
     )
 
 
-async def hold_stock(conn: asyncpg.Connection, reservation_id: str, lines: list[tuple[str, str, int]]) -> None:
-    """An active reservation's lines, and what they hold added to their (locked) variants.
+def hold_stock(reservation_id: str, lines: list[tuple[str, str, int]]) -> tuple[str, tuple[Any, ...]]:
+    """An active reservation's lines, and what they hold added to their (locked) variants, as the
+    CTE `held` (and `holding`) of the event handler's closing statement (`HandlerContext.write`).
 
     `lines`: (variant_id, sku, quantity), one per variant."""
-    await conn.execute(
+    return (
         """
-        WITH held AS (
+        held AS (
             INSERT INTO stock_reservation_lines (reservation_id, variant_id, sku, quantity)
             SELECT $1, variant_id, sku, quantity
-            FROM unnest($2::text[], $3::text[], $4::int[]) AS t(variant_id, sku, quantity)
+            FROM fresh, unnest($2::text[], $3::text[], $4::int[]) AS t(variant_id, sku, quantity)
             RETURNING variant_id, quantity
+        ),
+        holding AS (
+            UPDATE variants v SET reserved = v.reserved + held.quantity FROM held WHERE v.id = held.variant_id
+            RETURNING v.id
         )
-        UPDATE variants v SET reserved = v.reserved + held.quantity FROM held WHERE v.id = held.variant_id
         """,
-        reservation_id,
-        [line[0] for line in lines],
-        [line[1] for line in lines],
-        [line[2] for line in lines],
+        (reservation_id, [line[0] for line in lines], [line[1] for line in lines], [line[2] for line in lines]),
     )
 
 
@@ -440,24 +441,21 @@ async def reservation_with_lines(
     )
 
 
-async def commit_and_sell(
-    conn: asyncpg.Connection,
-    reservation: Any,
-    lines: list[tuple[str, str, int]],
-    *,
-    basket_id: str,
-    order_id: str,
-) -> tuple[bool, bool]:
+def commit_and_sell(
+    reservation: Any, lines: list[tuple[str, str, int]], *, basket_id: str, order_id: str
+) -> tuple[str, tuple[Any, ...]]:
     """The reservation committed (compare-and-set on the status and version read under its lock;
     a reservation inserted `committed` by this transaction passes as is), its lines sold
     (inventory down and, for an active reservation, what it held given back), the basket marked
-    used: one statement. Variants are locked in id order. Returns (committed, basket newly used)."""
-    row = await conn.fetchrow(
+    used: the CTE `committed` (and its followers) of the event handler's closing statement
+    (`HandlerContext.write`). Variants are locked in id order."""
+    return (
         """
-        WITH committed AS (
+        committed AS (
             UPDATE stock_reservations SET status = 'committed', committed_at = now(), updated_at = now(),
                 version = version + 1
             WHERE id = $1 AND status = $2 AND (version = $3 OR status = 'committed')
+                AND EXISTS (SELECT 1 FROM fresh)
             RETURNING id
         ),
         sold AS (
@@ -480,17 +478,17 @@ async def commit_and_sell(
             WHERE id = $6 AND order_id IS NULL AND EXISTS (SELECT 1 FROM committed)
             RETURNING id
         )
-        SELECT EXISTS (SELECT 1 FROM committed) AS committed, EXISTS (SELECT 1 FROM used) AS used
         """,
-        reservation["id"],
-        reservation["status"],
-        reservation["version"],
-        [line[0] for line in lines],
-        [line[2] for line in lines],
-        basket_id,
-        order_id,
+        (
+            reservation["id"],
+            reservation["status"],
+            reservation["version"],
+            [line[0] for line in lines],
+            [line[2] for line in lines],
+            basket_id,
+            order_id,
+        ),
     )
-    return row["committed"], row["used"]
 
 
 async def set_refused(conn: asyncpg.Connection, reservation_id: str, errors: dict[str, list[str]]) -> None:

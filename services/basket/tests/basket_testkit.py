@@ -50,11 +50,19 @@ class RecordingContext(HandlerContext):
 
 
 async def deliver(pool: asyncpg.Pool, handler: Any, payload: Contract, **kwargs: Any) -> RecordingContext:
-    """Run a consumer's handler as the bus would: in one transaction, from an orders envelope."""
+    """Run a consumer's handler as the bus would: in one transaction, from an orders envelope, closed
+    by the statement that writes the inbox row, the handler's change and its events."""
     envelope = envelope_for(payload, "orders", correlation_id=f"test-{uuid.uuid4().hex[:8]}")
     async with pool.acquire() as conn, conn.transaction():
         ctx = RecordingContext(conn, envelope, "basket")
         await handler(ctx, payload, **kwargs)
+        closing, args = ctx.closing_statement()
+        outcome = await conn.fetchrow(closing, *args)
+        assert outcome["fresh"], "a new envelope each time"
+        if not outcome["written"]:
+            if ctx.effect is not None and ctx.effect.required:
+                raise RuntimeError("the handler's change did not take place")
+            ctx.emitted.clear()
     return ctx
 
 
