@@ -54,27 +54,23 @@ def _aggregate(lines: list[LineQuantity]) -> list[tuple[str, int]]:
 async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, ttl_seconds: float) -> None:
     """`order.stock_requested.v1`: reserve every line or none, answer reserved or refused."""
     conn = ctx.conn
-    # The header first: a concurrent twin of this attempt waits on the unique key right here,
-    # before it could count our lines as someone else's reservation.
-    reservation = await queries.insert_reservation(
+    wanted = [(line.variant_id, line.quantity) for line in payload.lines]
+    per_variant = _aggregate(payload.lines)
+    reservation, locked = await queries.insert_reservation_locking_stock(
         conn,
         reservation_id=new_id(),
         order_id=payload.order_id,
         attempt_id=payload.attempt_id,
         basket_id=payload.basket_id,
-        status="active",
         ttl_seconds=ttl_seconds,
         correlation_id=ctx.envelope.correlation_id,
+        variant_ids=[variant_id for variant_id, _ in per_variant],
     )
     if reservation is None:
         await _answer_again(ctx, payload)
         return
-    wanted = [(line.variant_id, line.quantity) for line in payload.lines]
-    per_variant = _aggregate(payload.lines)
-    variant_ids = [variant_id for variant_id, _ in per_variant]
-    locked = {row["id"]: row for row in await queries.lock_stock(conn, variant_ids)}
     levels = {
-        variant_id: domain.StockLevel(
+        row["variant_id"]: domain.StockLevel(
             sku=row["sku"],
             purchasable=row["purchasable"],
             backorder=row["backorder"],
@@ -82,7 +78,7 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
             incoming=row["incoming"],
             reserved=row["reserved"],
         )
-        for variant_id, row in locked.items()
+        for row in locked
     }
     errors = domain.reservation_errors(wanted, levels) if wanted else {"basket_id": [MSG_EMPTY]}
     if errors:
@@ -92,7 +88,7 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
         return
     ctx.write(
         *queries.hold_stock(
-            reservation["id"], [(variant_id, locked[variant_id]["sku"], qty) for variant_id, qty in per_variant]
+            reservation["id"], [(variant_id, levels[variant_id].sku, qty) for variant_id, qty in per_variant]
         ),
         gate="held",
         required=True,

@@ -361,6 +361,55 @@ async def insert_reservation(
     )
 
 
+async def insert_reservation_locking_stock(
+    conn: asyncpg.Connection,
+    *,
+    reservation_id: str,
+    order_id: str,
+    attempt_id: uuid.UUID,
+    basket_id: str,
+    ttl_seconds: float,
+    correlation_id: str | None,
+    variant_ids: list[str],
+) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+    """An active reservation's header, then its variants locked, in id order (the one order every
+    stock change takes: no deadlocks): one round trip.
+
+    `FOR NO KEY UPDATE`, like every stock change: no key changes, so the foreign-key checks of new
+    basket lines (`KEY SHARE`, taken in the basket's own line order) never wait on it. `reserved`
+    is what active reservations hold, current as of the lock.
+
+    The header comes first: a concurrent twin of this attempt waits on its unique key, before it
+    could count our lines as someone else's reservation, and locks nothing. Returns (None, [])
+    when the attempt already has its reservation; else the header and the locked variants
+    (`variant_id`, `sku`, `purchasable`, `backorder`, `inventory`, `incoming`, `reserved`)."""
+    rows = await conn.fetch(
+        f"""
+        WITH r AS (
+            INSERT INTO stock_reservations (id, order_id, attempt_id, basket_id, status, correlation_id, expires_at)
+            VALUES ($1, $2, $3, $4, 'active', $5, now() + make_interval(secs => $6))
+            ON CONFLICT (order_id, attempt_id) DO NOTHING
+            RETURNING {RESERVATION_COLUMNS}
+        )
+        SELECT r.*, v.variant_id, v.sku, v.purchasable, v.backorder, v.inventory, v.incoming, v.reserved
+        FROM r LEFT JOIN LATERAL (
+            SELECT id AS variant_id, sku, purchasable, backorder, inventory, incoming, reserved FROM variants
+            WHERE id = ANY($7::text[]) ORDER BY id FOR NO KEY UPDATE
+        ) v ON true
+        """,
+        reservation_id,
+        order_id,
+        attempt_id,
+        basket_id,
+        correlation_id,
+        float(ttl_seconds),
+        variant_ids,
+    )
+    if not rows:
+        return None, []
+    return rows[0], [row for row in rows if row["variant_id"] is not None]
+
+
 async def reservation_for_attempt(
     conn: asyncpg.Connection, order_id: str, attempt_id: uuid.UUID
 ) -> asyncpg.Record | None:
@@ -368,19 +417,6 @@ async def reservation_for_attempt(
         f"SELECT {RESERVATION_COLUMNS} FROM stock_reservations WHERE order_id = $1 AND attempt_id = $2 FOR UPDATE",
         order_id,
         attempt_id,
-    )
-
-
-async def lock_stock(conn: asyncpg.Connection, variant_ids: list[str]) -> list[asyncpg.Record]:
-    """Locks the variants in id order, the one order every stock change takes (no deadlocks).
-
-    `FOR NO KEY UPDATE`, like every stock change: no key changes, so the foreign-key checks of new
-    basket lines (`KEY SHARE`, taken in the basket's own line order) never wait on it.
-    `reserved` is what active reservations hold, current as of the lock."""
-    return await conn.fetch(
-        "SELECT id, sku, purchasable, backorder, inventory, incoming, reserved FROM variants "
-        "WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
-        variant_ids,
     )
 
 

@@ -29,6 +29,7 @@ from shared.contracts import (
     StockReserved,
     envelope_for,
 )
+from shared.http import new_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
@@ -333,7 +334,17 @@ async def test_a_new_basket_does_not_wait_for_a_reservation_holding_its_variants
     a = await create_variant(client, inventory=10)
     b = await create_variant(client, inventory=10)
     async with pool.acquire() as conn, conn.transaction():
-        await queries.lock_stock(conn, sorted([a["id"], b["id"]]))
+        _, locked = await queries.insert_reservation_locking_stock(
+            conn,
+            reservation_id=new_id(),
+            order_id=f"order{uuid.uuid4().hex[:12]}",
+            attempt_id=uuid.uuid4(),
+            basket_id="b" * 24,
+            ttl_seconds=60,
+            correlation_id=None,
+            variant_ids=sorted([a["id"], b["id"]]),
+        )
+        assert len(locked) == 2
         body = {"variants": [{"id": b["id"], "quantity": 1}, {"id": a["id"], "quantity": 1}]}
         response = await asyncio.wait_for(client.post("/api/v1/baskets", json=body), timeout=5)
         assert response.status == 200, await response.text()
