@@ -50,14 +50,14 @@ class Charger:
 
     async def handle(self, ctx: HandlerContext, msg: OrderChargeRequested) -> None:
         conn = ctx.conn
-        charges = await queries.charges_for(conn, msg.attempt_id, msg.order_id)
+        type_key = None if "\x00" in msg.payment_type_id else msg.payment_type_id  # as `find_type`
+        charges, ptype = await queries.charges_and_type(conn, msg.attempt_id, msg.order_id, type_key)
         existing = next((row for row in charges if row["attempt_id"] == msg.attempt_id), None)
         if existing is not None:
             # Orders asked again for an attempt already settled (a resumed saga): the same answer.
             ptype = await queries.type_by_id(conn, existing["payment_type_id"])
             await self.announce(ctx, existing, ptype["success_status"] if ptype else "")
             return
-        ptype = await find_type(conn, msg.payment_type_id)
         if ptype is None or not ptype["enabled"]:
             await self.decline(ctx, msg, domain.UNKNOWN_TYPE)
             return
