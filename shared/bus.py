@@ -225,7 +225,8 @@ class HandlerContext:
         nothing unless the inbox row is new: each reads the `fresh` CTE (the new inbox row),
         directly or through another of them. Emitted events are written only if `gate` (one of
         them) returns a row: the change took place. `required`: a change that did not take place
-        is an error (the transaction is rolled back and the event retried), not an outcome.
+        is an error, not an outcome; the statement fails as a whole (`change_not_made`), so the
+        inbox row is not written either, and the event is retried.
         """
         self.effect = Effect(ctes, tuple(args), gate, required)
 
@@ -247,11 +248,16 @@ class HandlerContext:
         for i, event in enumerate(self.outgoing):
             ctes.append(event.cte(f"event_{i}", len(args) + 1, when=gate))
             args.extend(event.values)
-        return (
-            f"WITH {', '.join(ctes)} "
-            f"SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, EXISTS (SELECT 1 FROM {gate}) AS written",
-            args,
-        )
+        written = f"EXISTS (SELECT 1 FROM {gate})"
+        event_type = f"${first + 2}"
+        if effect and effect.required:
+            # CASE fixes the order: the function runs only when the inbox row is new and the
+            # change is missing.
+            written = (
+                f"CASE WHEN EXISTS (SELECT 1 FROM fresh) AND NOT {written} "
+                f"THEN change_not_made({event_type}) ELSE {written} END"
+            )
+        return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, {written} AS written", args
 
 
 EventHandler = Callable[[HandlerContext, Any], Awaitable[None]]
@@ -354,15 +360,11 @@ class EventConsumer:
                 async with conn.transaction() if subscription.transaction else contextlib.nullcontext():
                     ctx = HandlerContext(conn, envelope, self.consumer_name, self.relay.lease if self.relay else None)
                     await subscription.handler(ctx, payload)
-                    if ctx.effect and ctx.effect.required and not subscription.transaction:
-                        raise TypeError("a required change needs the handler's transaction to undo the inbox row")
                     closing, args = ctx.closing_statement()
                     outcome = await conn.fetchrow(closing, *args)
                     if not outcome["fresh"]:
                         raise _Duplicate
                     if not outcome["written"]:
-                        if ctx.effect and ctx.effect.required:
-                            raise RuntimeError(f"{envelope.routing_key}: the handler's change did not take place")
                         ctx.outgoing.clear()
             except _Duplicate:
                 return self._duplicate(envelope)

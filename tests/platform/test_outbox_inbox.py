@@ -351,22 +351,26 @@ async def test_a_change_written_with_the_inbox_row_without_a_transaction_happens
     assert await platform.outbox_rows("basket") == 1  # nothing to announce
 
 
-async def test_a_required_change_that_does_not_take_place_leaves_the_event_unhandled(platform: Platform):
+@pytest.mark.parametrize("transaction", [True, False])
+async def test_a_required_change_that_does_not_take_place_leaves_the_event_unhandled(
+    platform: Platform, transaction: bool
+):
+    """The closing statement fails as a whole: no inbox row (the event is not taken for handled)
+    and no event, with or without the handler's transaction."""
     consumer = EventConsumer(platform.pools["basket"], platform.topology("basket"), {})
-    event = placed("required")
+    event = placed(f"required-{transaction}")
     envelope = envelope_for(event, "orders")
-    with pytest.raises(RuntimeError, match="did not take place"):
-        await consumer.handle(envelope, Subscription(OrderPlaced, _writing_handler("false", required=True)), event)
+    missing = Subscription(OrderPlaced, _writing_handler("false", required=True), transaction=transaction)
+    with pytest.raises(asyncpg.RaiseError, match=r"change not made: order\.placed\.v1"):
+        await consumer.handle(envelope, missing, event)
     assert await platform.pools["basket"].fetchval("SELECT count(*) FROM inbox") == 0
-    # Retried once the change can take place: handled, not a duplicate.
-    assert await consumer.handle(envelope, Subscription(OrderPlaced, _writing_handler(required=True)), event) is True
-    assert await platform.effects("basket", "required") == 1
-    # Without a transaction, nothing could undo the inbox row: refused before anything is written.
-    unsafe = Subscription(OrderPlaced, _writing_handler(required=True), transaction=False)
-    other = placed("unsafe")
-    with pytest.raises(TypeError):
-        await consumer.handle(envelope_for(other, "orders"), unsafe, other)
-    assert await platform.effects("basket", "unsafe") == 0
+    assert await platform.outbox_rows("basket") == 0
+    # Retried once the change can take place: handled, not a duplicate; then a duplicate.
+    made = Subscription(OrderPlaced, _writing_handler(required=True), transaction=transaction)
+    assert await consumer.handle(envelope, made, event) is True
+    assert await consumer.handle(envelope, made, event) is False
+    assert await platform.effects("basket", event.order_id) == 1
+    assert await platform.outbox_rows("basket") == 1
 
 
 def _emitting_handler(order_id: str) -> Subscription:
