@@ -100,47 +100,48 @@ def placing_handler(settings: OrdersSettings):
     async def on_payment_captured(ctx: HandlerContext, event: PaymentCaptured) -> None:
         """Step 5: place the order: success status, placed_at, a gap-free reference; freeze it."""
         conn = ctx.conn
-        captured = await queries.record_and_capture(conn, event.transaction, event.attempt_id, event.order_id)
+        placed_at = datetime.now(UTC)
+        period = domain.reference_period(placed_at)
+        captured = await queries.capture_and_number(conn, event.transaction, event.attempt_id, event.order_id, period)
         if captured is None:
             await _capture_not_placed(conn, event)
             return
         status = domain.transition(
             captured["status"], domain.success_status(event.success_status or captured["success_status"])
         )
-        placed_at = datetime.now(UTC)
-        period = domain.reference_period(placed_at)
-        number = await queries.next_reference_number(conn, period)
-        reference = domain.reference(settings.reference_prefix, period, number)
-        placed = await queries.place_and_notify(
-            conn,
-            event.order_id,
-            event.attempt_id,
-            status=status,
-            placed_at=placed_at,
-            reference=reference,
-            invoice_reference=domain.invoice_reference(reference),
-            order_type=captured["payment_type_name"],
+        reference = domain.reference(settings.reference_prefix, period, captured["number"])
+        # The order cannot move while its attempt is locked: placing it is required, never twice.
+        ctx.write(
+            *queries.place(
+                event.order_id,
+                event.attempt_id,
+                status=status,
+                placed_at=placed_at,
+                reference=reference,
+                invoice_reference=domain.invoice_reference(reference),
+                order_type=captured["payment_type_name"],
+            ),
+            gate="placed",
+            required=True,
         )
-        if placed is None:  # cannot happen while the attempt is locked; never place twice
-            raise RuntimeError(f"order {event.order_id} changed under its attempt's lock")
         # order.placed carries the new status: no order.status_changed besides it.
         await ctx.emit(
             OrderPlaced(
-                order_id=placed["id"],
+                order_id=captured["id"],
                 attempt_id=event.attempt_id,
-                basket_id=placed["basket_id"],
+                basket_id=captured["basket_id"],
                 reference=reference,
                 status=status,
-                order_total=placed["order_total"],
-                currency=placed["currency"],
+                order_total=captured["order_total"],
+                currency=captured["currency"],
                 lines=[
                     LineQuantity(variant_id=line["variant_id"], sku=line["sku"], quantity=line["quantity"])
-                    for line in placed["lines"]
+                    for line in captured["lines"]
                     if not line["is_shipping"] and line["variant_id"]
                 ],
-                shipping_address=Address(**placed["shipping_details"]) if placed["shipping_details"] else None,
-                shipping_method=placed["shipping_method"],
-                shipping_price_id=placed["shipping_price_id"],
+                shipping_address=Address(**captured["shipping_details"]) if captured["shipping_details"] else None,
+                shipping_method=captured["shipping_method"],
+                shipping_price_id=captured["shipping_price_id"],
                 placed_at=placed_at,
             )
         )

@@ -610,20 +610,7 @@ async def fail_attempt_order(conn: asyncpg.Connection, order_id: str, attempt_id
     )
 
 
-async def next_reference_number(conn: asyncpg.Connection, period: str) -> int:
-    """The month's next number, in the placing transaction: a rollback gives it back (gap-free)."""
-    return await conn.fetchval(
-        """
-        INSERT INTO reference_counters (period, last_value) VALUES ($1, 1)
-        ON CONFLICT (period) DO UPDATE SET last_value = reference_counters.last_value + 1
-        RETURNING last_value
-        """,
-        period,
-    )
-
-
-async def place_order(
-    conn: asyncpg.Connection,
+def place(
     order_id: str,
     attempt_id: uuid.UUID,
     *,
@@ -632,23 +619,28 @@ async def place_order(
     reference: str,
     invoice_reference: str,
     order_type: str,
-) -> asyncpg.Record | None:
-    """payment-processing -> the success status, only for the order's current attempt."""
-    return await conn.fetchrow(
-        f"""
-        UPDATE orders SET status = $3, version = version + 1, updated_at = now(), placed_at = $4,
-            reference = $5, invoice_reference = $6, type = coalesce(type, $7)
-        WHERE id = $1 AND attempt_id = $2 AND status = $8 AND placed_at IS NULL
-        RETURNING {ORDER_COLUMNS}
+) -> tuple[str, tuple[Any, ...]]:
+    """payment-processing -> the success status, only for the order's current attempt, waking its
+    waiting request: the CTE `placed` of the event handler's closing statement (`HandlerContext.write`)."""
+    return (
+        """
+        placed AS (
+            UPDATE orders SET status = $3, version = version + 1, updated_at = now(), placed_at = $4,
+                reference = $5, invoice_reference = $6, type = coalesce(type, $7)
+            WHERE id = $1 AND attempt_id = $2 AND status = $8 AND placed_at IS NULL AND EXISTS (SELECT 1 FROM fresh)
+            RETURNING id, pg_notify(current_schema() || '_outcome', id) AS notified
+        )
         """,
-        order_id,
-        attempt_id,
-        status,
-        placed_at,
-        reference,
-        invoice_reference,
-        order_type,
-        domain.PAYMENT_PROCESSING,
+        (
+            order_id,
+            attempt_id,
+            status,
+            placed_at,
+            reference,
+            invoice_reference,
+            order_type,
+            domain.PAYMENT_PROCESSING,
+        ),
     )
 
 
@@ -899,40 +891,6 @@ def charge_requested(
     )
 
 
-async def place_and_notify(
-    conn: asyncpg.Connection,
-    order_id: str,
-    attempt_id: uuid.UUID,
-    *,
-    status: str,
-    placed_at: datetime,
-    reference: str,
-    invoice_reference: str,
-    order_type: str,
-) -> asyncpg.Record | None:
-    """`place_order`, returning the order with its lines (JSON) and waking its waiting request."""
-    return await conn.fetchrow(
-        f"""
-        WITH placed AS (
-            UPDATE orders SET status = $3, version = version + 1, updated_at = now(), placed_at = $4,
-                reference = $5, invoice_reference = $6, type = coalesce(type, $7)
-            WHERE id = $1 AND attempt_id = $2 AND status = $8 AND placed_at IS NULL
-            RETURNING {ORDER_COLUMNS}
-        )
-        SELECT {_O_ORDER_COLUMNS}, {_LINES_JSON}, pg_notify(current_schema() || '_outcome', o.id) AS notified
-        FROM placed o
-        """,
-        order_id,
-        attempt_id,
-        status,
-        placed_at,
-        reference,
-        invoice_reference,
-        order_type,
-        domain.PAYMENT_PROCESSING,
-    )
-
-
 async def attempt_outcome(conn: Conn, attempt_id: uuid.UUID) -> asyncpg.Record | None:
     """The attempt's stage and errors, with its order, lines and transactions once it ended."""
     return await conn.fetchrow(
@@ -1000,27 +958,40 @@ async def upsert_transaction(conn: asyncpg.Connection, tx: Any, attempt_id: uuid
     await conn.execute(_UPSERT_TRANSACTION, *_transaction_args(tx, attempt_id))
 
 
-async def record_and_capture(
-    conn: asyncpg.Connection, tx: Any, attempt_id: uuid.UUID, order_id: str
+async def capture_and_number(
+    conn: asyncpg.Connection, tx: Any, attempt_id: uuid.UUID, order_id: str, period: str
 ) -> asyncpg.Record | None:
-    """The transaction recorded (always), and the attempt charge_requested -> captured
-    (compare-and-set, locks the attempt) while the order is in flight with it; returns what
-    placing needs. None when either moved on (the caller looks why). The order's status only
-    leaves payment-processing under its attempt's lock. One statement."""
+    """The transaction recorded (always); the attempt charge_requested -> captured (compare-and-set,
+    locks the attempt) while the order is in flight with it; then the month's next reference
+    `number`, in the placing transaction (a rollback gives it back: gap-free). Returns what placing
+    needs, the order's lines (JSON) included. None when the attempt or the order moved on (the
+    caller looks why), and no number taken. The order's status only leaves payment-processing
+    under its attempt's lock. One statement."""
     return await conn.fetchrow(
         f"""
-        WITH recorded AS ({_UPSERT_TRANSACTION} RETURNING id)
-        UPDATE checkout_attempts a SET stage = 'captured', reason = NULL, errors = NULL, payment_token = NULL,
-            updated_at = now()
-        FROM orders o
-        WHERE a.attempt_id = $17 AND a.order_id = $18 AND a.stage = 'charge_requested'
-            AND o.id = a.order_id AND o.status = $19 AND o.attempt_id = a.attempt_id
-        RETURNING a.success_status, a.payment_type_name, o.basket_id, o.status
+        WITH recorded AS ({_UPSERT_TRANSACTION} RETURNING id),
+        captured AS (
+            UPDATE checkout_attempts a SET stage = 'captured', reason = NULL, errors = NULL, payment_token = NULL,
+                updated_at = now()
+            FROM orders o
+            WHERE a.attempt_id = $17 AND a.order_id = $18 AND a.stage = 'charge_requested'
+                AND o.id = a.order_id AND o.status = $19 AND o.attempt_id = a.attempt_id
+            RETURNING a.success_status, a.payment_type_name, o.id, o.basket_id, o.status, o.order_total, o.currency,
+                o.shipping_details, o.shipping_method, o.shipping_price_id
+        ),
+        numbered AS (
+            INSERT INTO reference_counters (period, last_value) SELECT $20, 1 FROM captured
+            ON CONFLICT (period) DO UPDATE SET last_value = reference_counters.last_value + 1
+            RETURNING last_value
+        )
+        SELECT o.*, numbered.last_value AS number, {_LINES_JSON}
+        FROM captured o, numbered
         """,
         *_transaction_args(tx, attempt_id),
         attempt_id,
         order_id,
         domain.PAYMENT_PROCESSING,
+        period,
     )
 
 
