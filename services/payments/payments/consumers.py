@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -36,12 +38,15 @@ async def find_type(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None
 class Charger:
     """Charges exactly the requested amount once per checkout attempt.
 
-    The provider call is an external side effect, so it cannot be undone by rolling back the
-    handler's transaction. Hence: (1) the intent of the attempt is committed on its own first,
-    (2) the provider is called with `idempotency_key = attempt_id`, (3) the result is recorded and
-    announced in the handler's transaction, together with the inbox row. A crash or a redelivery
-    anywhere re-runs the same steps: the intent is already there, the provider returns the first
-    result for the key, and the unique charge per attempt keeps one transaction.
+    The provider call is an external side effect, so it cannot be undone by rolling anything back.
+    Hence: (1) the intent of the attempt is committed on its own first, (2) the provider is called
+    with `idempotency_key = attempt_id`, (3) the result is recorded and announced in one statement
+    with the inbox row (the handler opens no transaction: it reads, and that statement is its one
+    write). A crash or a redelivery anywhere re-runs the same steps: the intent is already there,
+    the provider returns the first result for the key, and the unique charge per attempt keeps one
+    transaction. When a unique index refuses the record (a twin of this attempt recorded it, or
+    another attempt captured the order meanwhile), the statement fails as a whole and the event
+    is retried: the next run finds which, and answers or undoes accordingly.
     """
 
     def __init__(self, side_pool: asyncpg.Pool, providers: dict[str, Provider]) -> None:
@@ -65,7 +70,7 @@ class Charger:
         if provider is None:
             raise PermanentError(f"no provider for driver {ptype['driver']!r}")
         if any(row["order_id"] == msg.order_id and row["status"] == domain.CAPTURED for row in charges):
-            await self.decline(ctx, msg, domain.ALREADY_PAID)
+            await self.refuse_second_capture(ctx, msg)
             return
 
         async with self.side_pool.acquire() as side:
@@ -83,51 +88,76 @@ class Charger:
                 ptype = await queries.type_by_id(conn, intent["payment_type_id"])
                 provider = self.providers[ptype["driver"]]
 
+        result = await self.charge(provider, intent, msg)
+        values = self.transaction_values(msg, intent, ptype["id"], provider, result)
+        ctx.write(*queries.record_transaction(values), gate="recorded", required=True)
+        await self.announce(ctx, values, ptype["success_status"])
+
+    async def charge(self, provider: Provider, intent: Any, msg: OrderChargeRequested) -> ChargeResult:
         try:
-            result = await provider.charge(amount, currency, msg.payment_token, idempotency_key=str(msg.attempt_id))
+            return await provider.charge(
+                intent["amount"], intent["currency"], msg.payment_token, idempotency_key=str(msg.attempt_id)
+            )
         except InvalidToken as exc:
-            result = ChargeResult(False, "", domain.DECLINED, message=str(exc))
+            return ChargeResult(False, "", domain.DECLINED, message=str(exc))
         # Any other failure propagates: the event is retried with backoff, with the same key.
 
-        values: dict[str, Any] = {
+    @staticmethod
+    def transaction_values(
+        msg: OrderChargeRequested, intent: Any, type_id: str, provider: Provider, result: ChargeResult
+    ) -> dict[str, Any]:
+        return {
             "id": new_id(),
             "order_id": msg.order_id,
             "attempt_id": msg.attempt_id,
             "kind": "charge",
-            "amount": amount,
-            "currency": currency,
-            "payment_type_id": ptype["id"],
+            "amount": intent["amount"],
+            "currency": intent["currency"],
+            "payment_type_id": type_id,
             "provider": provider.name,
             "driver": provider.driver,
             "transaction_id": result.reference,
             "merchant": provider.merchant,
             "status": domain.CAPTURED if result.success else domain.DECLINED,
             "success": result.success,
+            "refund": False,
             "card_type": result.card_type,
             "last_four": result.last_four,
             "notes": msg.notes,
             "message": result.message,
+            "created_at": datetime.now(UTC),
         }
-        row = await queries.insert_transaction_if_new(conn, values)
-        if row is None:
-            if await queries.charge_for_attempt(conn, msg.attempt_id) is not None:
-                # A concurrent delivery of this attempt recorded and announced the same result.
-                return
-            # Another attempt captured this order at the same moment: undo ours at the provider.
-            voided = await provider.void(result.reference)
-            log.error(
-                "second capture for one order reversed",
-                extra={"order_id": msg.order_id, "attempt_id": str(msg.attempt_id), "voided": voided.success},
-            )
-            values |= {"status": domain.VOIDED, "success": False, "message": domain.ALREADY_PAID}
-            row = await queries.insert_transaction(conn, values)
-        await self.announce(ctx, row, ptype["success_status"])
+
+    async def refuse_second_capture(self, ctx: HandlerContext, msg: OrderChargeRequested) -> None:
+        """Another attempt captured the order. If this attempt got as far as its intent, the
+        provider may have charged it (before the other capture was recorded, or before a crash):
+        its result is asked again (same key, so no new charge) and a success is voided."""
+        async with self.side_pool.acquire() as side:
+            intent = await queries.intent_of(side, msg.attempt_id)
+        if intent is None:
+            await self.decline(ctx, msg, domain.ALREADY_PAID)
+            return
+        ptype = await queries.type_by_id(ctx.conn, intent["payment_type_id"])
+        provider = self.providers[ptype["driver"]]
+        result = await self.charge(provider, intent, msg)
+        if not result.success:
+            await self.decline(ctx, msg, domain.ALREADY_PAID)
+            return
+        voided = await provider.void(result.reference)
+        log.error(
+            "second capture for one order reversed",
+            extra={"order_id": msg.order_id, "attempt_id": str(msg.attempt_id), "voided": voided.success},
+        )
+        values = self.transaction_values(msg, intent, ptype["id"], provider, result)
+        values |= {"status": domain.VOIDED, "success": False, "message": domain.ALREADY_PAID}
+        ctx.write(*queries.record_transaction(values), gate="recorded", required=True)
+        await self.announce(ctx, values, ptype["success_status"])
 
     async def decline(self, ctx: HandlerContext, msg: OrderChargeRequested, reason: str) -> None:
         """Declined without asking the provider (nothing charged, no transaction)."""
         await ctx.emit(PaymentDeclined(order_id=msg.order_id, attempt_id=msg.attempt_id, reason=reason))
 
-    async def announce(self, ctx: HandlerContext, row: asyncpg.Record, success_status: str) -> None:
+    async def announce(self, ctx: HandlerContext, row: Mapping[str, Any], success_status: str) -> None:
         view = transaction_view(row)
         if row["success"]:
             await ctx.emit(
@@ -153,7 +183,9 @@ def subscriptions(app: web.Application) -> dict[str, Subscription]:
     async def on_charge_requested(ctx: HandlerContext, msg: OrderChargeRequested) -> None:
         await Charger(app[SIDE_POOL], app[PROVIDERS]).handle(ctx, msg)
 
-    return {OrderChargeRequested.routing_key(): Subscription(OrderChargeRequested, on_charge_requested)}
+    return {
+        OrderChargeRequested.routing_key(): Subscription(OrderChargeRequested, on_charge_requested, transaction=False)
+    }
 
 
 async def resolve_payment(

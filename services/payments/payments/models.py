@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -65,7 +66,7 @@ class TransactionResponse(BaseModel):
     data: TransactionData
 
 
-def transaction_view(row: asyncpg.Record) -> TransactionView:
+def transaction_view(row: Mapping[str, Any]) -> TransactionView:
     return TransactionView(
         id=row["id"],
         order_id=row["order_id"],

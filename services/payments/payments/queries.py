@@ -107,6 +107,13 @@ async def record_intent(
     return row
 
 
+async def intent_of(conn: asyncpg.Connection, attempt_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT attempt_id, order_id, amount, currency, payment_type_id FROM charge_intents WHERE attempt_id = $1",
+        attempt_id,
+    )
+
+
 async def charge_for_attempt(conn: asyncpg.Connection, attempt_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE attempt_id = $1 AND kind = 'charge'", attempt_id
@@ -139,6 +146,18 @@ async def insert_transaction_if_new(conn: asyncpg.Connection, values: dict[str, 
         f"INSERT INTO transactions ({', '.join(columns)}) VALUES ({placeholders}) "
         f"ON CONFLICT DO NOTHING RETURNING {TRANSACTION_COLUMNS}",
         *values.values(),
+    )
+
+
+def record_transaction(values: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """`insert_transaction_if_new` as the CTE `recorded` of the event handler's closing statement
+    (`HandlerContext.write`): no row when a unique index refuses it."""
+    columns = list(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    return (
+        f"recorded AS (INSERT INTO transactions ({', '.join(columns)}) SELECT {placeholders} FROM fresh "
+        "ON CONFLICT DO NOTHING RETURNING id)",
+        tuple(values.values()),
     )
 
 

@@ -39,6 +39,9 @@ def providers(pool: asyncpg.Pool, settings: PaymentsSettings) -> dict[str, Provi
     return build_providers(settings.merchant, pool, settings.client_token_ttl)
 
 
+RETRIES = 3
+
+
 class Checkout:
     """Delivers `order.charge_requested` to the payments handler as the consumer does, and keeps
     what each delivery emitted."""
@@ -68,26 +71,34 @@ class Checkout:
     async def deliver(
         self, msg: OrderChargeRequested, envelope=None, providers: dict[str, Provider] | None = None
     ) -> bool:
-        """One delivery; returns False when the inbox recognised a duplicate."""
+        """One delivery, retried as the bus's retry queue would when its closing statement found
+        its change refused (`change_not_made`); returns False when the inbox recognised a duplicate."""
         envelope = envelope or envelope_for(msg, "orders")
         charger = Charger(self.pool, providers or self.providers)
+        for attempt in range(RETRIES):
+            emitted: list[Contract] = []
 
-        emitted: list[Contract] = []
+            async def handler(ctx: HandlerContext, payload: OrderChargeRequested, emitted=emitted) -> None:
+                emit = ctx.emit
 
-        async def handler(ctx: HandlerContext, payload: OrderChargeRequested) -> None:
-            emit = ctx.emit
+                async def recording_emit(event: Contract) -> None:
+                    await emit(event)
+                    emitted.append(event)
 
-            async def recording_emit(event: Contract) -> None:
-                await emit(event)
-                emitted.append(event)
+                ctx.emit = recording_emit  # type: ignore[method-assign]
+                await charger.handle(ctx, payload)
 
-            ctx.emit = recording_emit  # type: ignore[method-assign]
-            await charger.handle(ctx, payload)
-
-        handled = await self.consumer.handle(envelope, Subscription(OrderChargeRequested, handler), msg)
-        if handled:  # a duplicate's events were rolled back with the rest of its transaction
-            self.emitted.extend(emitted)
-        return handled
+            subscription = Subscription(OrderChargeRequested, handler, transaction=False)
+            try:
+                handled = await self.consumer.handle(envelope, subscription, msg)
+            except asyncpg.RaiseError:
+                if attempt == RETRIES - 1:
+                    raise
+                continue
+            if handled:  # a duplicate writes nothing, its events included
+                self.emitted.extend(emitted)
+            return handled
+        raise AssertionError("unreachable")
 
     async def charges(self, order_id: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(

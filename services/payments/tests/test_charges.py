@@ -7,6 +7,7 @@ import uuid
 
 import aio_pika
 import orjson
+import pytest
 
 from payments.app import create_app
 from payments.providers import CONSUMED_NONCE, DECLINED_NONCE, TOKEN_CONSUMED, VALID_NONCE
@@ -188,6 +189,34 @@ async def test_a_paid_order_is_never_captured_again(checkout):
     event = checkout.emitted[-1]
     assert isinstance(event, PaymentDeclined)
     assert event.reason == "This order already has a captured payment"
+
+
+async def test_an_attempt_charged_before_another_capture_is_voided_not_left_charged(checkout):
+    """Attempt A reaches the provider, then its process dies before recording the result; attempt
+    B of the same order is captured meanwhile. A's redelivery must not leave the customer charged
+    twice: it asks the provider for A's result again (same key: no new charge) and voids it."""
+    order_id = new_id()
+    first = await checkout.request(VALID_NONCE, order_id=order_id, amount=3000)
+    envelope = envelope_for(first, "orders")
+    crashing = {**checkout.providers, "sandbox": CrashAfterCharge(checkout.providers["sandbox"])}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        await checkout.deliver(first, envelope, providers=crashing)
+    second = await checkout.request(VALID_NONCE, order_id=order_id, amount=3000)
+    assert await checkout.deliver(second) is True
+    assert await checkout.deliver(first, envelope) is True  # the broker redelivers A
+
+    charges = {c["attempt_id"]: c for c in await checkout.charges(order_id)}
+    assert (charges[second.attempt_id]["status"], charges[first.attempt_id]["status"]) == ("captured", "voided")
+    [processor] = await checkout.sandbox_charges(first.attempt_id)  # still the one charge at the provider
+    assert charges[first.attempt_id]["transaction_id"] == processor["reference"]
+    assert await checkout.pool.fetchval(
+        "SELECT voided FROM sandbox_charges WHERE idempotency_key = $1", str(first.attempt_id)
+    )
+    captured, declined = checkout.emitted
+    assert isinstance(captured, PaymentCaptured) and captured.attempt_id == second.attempt_id
+    assert isinstance(declined, PaymentDeclined) and declined.attempt_id == first.attempt_id
+    assert declined.reason == "This order already has a captured payment"
+    assert declined.transaction is not None and declined.transaction.status == "voided"
 
 
 async def test_unknown_payment_type_is_declined(checkout):
