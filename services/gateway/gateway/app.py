@@ -1,30 +1,23 @@
 from collections.abc import AsyncIterator
 
-import aiohttp
 from aiohttp import web
 
 from gateway.docs import add_docs_routes
 from gateway.edge import cors_middleware, rate_limit_middleware
-from gateway.handlers import SESSION, forwarder
+from gateway.handlers import UPSTREAM, forwarder
 from gateway.openapi import OPENAPI_PATH, load_document
 from gateway.routes import PREFIX, ROUTES
 from gateway.settings import UPSTREAM_SERVICES, GatewaySettings
+from gateway.upstream_http import UpstreamClient
 from gateway.upstreams import UpstreamPool
 from shared import http, runtime
 
 
-def http_session(settings: GatewaySettings) -> runtime.CleanupCtx:
+def upstream_client(settings: GatewaySettings) -> runtime.CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=settings.upstream_connections, keepalive_timeout=30)
-        session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
-        # aiohttp resends an idempotent request once on the same instance when a pooled connection
-        # was lost; the gateway decides that itself (its rule is wider, and it prefers another
-        # instance), so that a request is never sent more than twice. The attribute is private
-        # (aiohttp's own test client sets it the same way).
-        session._retry_connection = False
-        app[SESSION] = session
+        app[UPSTREAM] = UpstreamClient(limit=settings.upstream_connections, keepalive=30.0)
         yield
-        await app[SESSION].close()
+        app[UPSTREAM].close()
 
     return ctx
 
@@ -52,7 +45,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[runtime.SETTINGS] = settings
-    app.cleanup_ctx.append(http_session(settings))
+    app.cleanup_ctx.append(upstream_client(settings))
     # One resource per path, whatever the order of the table, so that a wrong method is a 405
     # whose Allow lists every method of the path.
     # One pool per service, shared by its routes: what one request learns about an instance

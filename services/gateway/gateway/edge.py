@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -34,8 +35,13 @@ def cors_middleware(settings: GatewaySettings) -> Callable:
 
     def add_vary(headers) -> None:
         # The answer depends on Origin: a shared cache must not serve one origin's answer to another.
-        if not any_origin and "origin" not in headers.get("Vary", "").lower():
-            headers["Vary"] = ", ".join(v for v in (headers.get("Vary"), "Origin") if v)
+        if any_origin:
+            return
+        vary = headers.get("Vary")
+        if not vary:
+            headers["Vary"] = "Origin"
+        elif "origin" not in vary.lower():
+            headers["Vary"] = f"{vary}, Origin"
 
     @web.middleware
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -134,8 +140,10 @@ def client_address(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
     cannot pick the bucket it is counted in.
     """
     peer = request.remote or "unknown"
+    if not trusted:
+        return peer
     peer_ip = _ip(peer)
-    if not trusted or peer_ip is None or not any(peer_ip in net for net in trusted):
+    if peer_ip is None or not any(peer_ip in net for net in trusted):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
     for hop in reversed(hops):
@@ -150,6 +158,9 @@ def client_address(request: web.Request, trusted: tuple[IpNetwork, ...]) -> str:
 CLIENT = web.RequestKey("client", str)  # the resolved client address, also forwarded upstream
 
 
+# Parsing an address costs more than the rest of the limit: the same few clients come back, a
+# bounded cache answers them.
+@functools.lru_cache(maxsize=4096)
 def bucket_of(client: str) -> str:
     """An IPv6 client is its /64: one host (one subscriber line) holds a whole /64 to rotate through."""
     address = _ip(client)

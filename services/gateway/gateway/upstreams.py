@@ -46,9 +46,11 @@ class UpstreamPool:
         now = self._clock()
         start = next(self._turn) % len(self.instances)
         rotated = self.instances[start:] + self.instances[:start]
-        up = [instance for instance in rotated if instance.up(now)]
-        down = sorted((instance for instance in rotated if not instance.up(now)), key=lambda i: i.down_until)
-        return up + down
+        down = [instance for instance in rotated if not instance.up(now)]
+        if not down:  # the usual case, once per forwarded request
+            return rotated
+        down.sort(key=lambda i: i.down_until)
+        return [instance for instance in rotated if instance.up(now)] + down
 
     def mark_down(self, instance: Instance) -> None:
         instance.down_until = self._clock() + self.down_for

@@ -1,0 +1,49 @@
+"""What a forwarded request and its answer carry: hop-by-hop headers stripped, the client's
+address appended, large bodies, an encoded answer passed back as the service encoded it."""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+
+SERVICES = ("basket", "orders", "shipping", "payments")
+
+
+async def test_hop_by_hop_and_private_headers_are_not_forwarded(gateway):
+    response = await gateway.get(
+        "/api/v1/orders/abcdefgh12345678",
+        headers={"Connection": "keep-alive", "TE": "trailers", "Cookie": "a=1", "X-Custom": "kept", "Accept": "x/y"},
+    )
+    seen = (await response.json())["headers"]
+    assert seen["x-custom"] == "kept" and seen["accept"] == "x/y"
+    assert not {"te", "cookie", "authorization", "x-commerce-identity"} & set(seen)
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["host"] != gateway.host  # the upstream's own
+    assert response.headers["X-Upstream"] == "echo"
+
+
+async def test_a_large_body_goes_up_and_an_encoded_answer_comes_back_untouched(aiohttp_client, aiohttp_server):
+    async def handle(request: web.Request) -> web.Response:
+        # The answer is the body received, gzipped: the gateway must not decode it on the way back.
+        body = gzip.compress(await request.read())
+        return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+
+    upstream = web.Application(client_max_size=2**20)
+    upstream.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(upstream)
+    base = str(server.make_url("")).rstrip("/")
+    settings = GatewaySettings(**{f"{s}_url": base for s in SERVICES}, log_json=False)
+    client = await aiohttp_client(create_app(settings))
+    payload = os.urandom(200_000)
+    assert len(payload) < settings.max_body_bytes
+
+    response = await client.post("/api/v1/baskets", data=payload, auto_decompress=False)
+
+    assert response.status == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await response.read()) == payload
