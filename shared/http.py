@@ -7,7 +7,6 @@ import contextvars
 import logging
 import re
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -240,7 +239,7 @@ def path_id(request: web.Request, name: str = "id") -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    value = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    value = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else secrets.token_hex(16)
     request[REQUEST_ID] = value
     token = request_id_var.set(value)
     try:
