@@ -54,6 +54,15 @@ class Throughput:
     def per_second(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @classmethod
+    def combined(cls, runs: list[Throughput]) -> Throughput:
+        return cls(
+            sum(r.requests for r in runs),
+            sum(r.seconds for r in runs),
+            sum(r.errors for r in runs),
+            [ms for r in runs for ms in r.latencies],
+        )
+
     def as_dict(self) -> dict[str, float]:
         return {
             "requests_per_second": round(self.per_second, 1),
