@@ -43,6 +43,9 @@ def create_app(settings: GatewaySettings) -> web.Application:
             rate_limit_middleware(settings),
         ],
         client_max_size=settings.max_body_bytes,
+        # Bodies go up as the client encoded them (Content-Encoding included): the service decodes
+        # them within its own limit. The gateway's limit is on the bytes it receives.
+        handler_args={"auto_decompress": False},
     )
     app[runtime.SETTINGS] = settings
     app.cleanup_ctx.append(upstream_client(settings))

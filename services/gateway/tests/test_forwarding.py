@@ -47,3 +47,28 @@ async def test_a_large_body_goes_up_and_an_encoded_answer_comes_back_untouched(a
     assert response.status == 200
     assert response.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(await response.read()) == payload
+
+
+async def test_a_compressed_request_body_goes_up_as_the_client_encoded_it(aiohttp_client, aiohttp_server):
+    """The gateway forwards bytes: a gzip body reaches the service still gzipped, with its
+    Content-Encoding (the service decodes it, within its own size limit)."""
+    seen: dict[str, object] = {}
+
+    async def handle(request: web.Request) -> web.Response:
+        seen["encoding"] = request.headers.get("Content-Encoding")
+        seen["json"] = await request.json()  # aiohttp's server decodes the gzip body
+        return web.json_response({"ok": True})
+
+    upstream = web.Application()
+    upstream.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(upstream)
+    base = str(server.make_url("")).rstrip("/")
+    client = await aiohttp_client(create_app(GatewaySettings(**{f"{s}_url": base for s in SERVICES}, log_json=False)))
+
+    body = gzip.compress(b'{"variants": [{"id": "abc", "quantity": 2}]}')
+    response = await client.post(
+        "/api/v1/baskets", data=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
+
+    assert response.status == 200, await response.text()
+    assert seen == {"encoding": "gzip", "json": {"variants": [{"id": "abc", "quantity": 2}]}}
