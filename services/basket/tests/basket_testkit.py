@@ -14,7 +14,7 @@ import aio_pika
 import asyncpg
 import orjson
 
-from shared.bus import HandlerContext, Topology
+from shared.bus import EventConsumer, HandlerContext, Subscription, Topology
 from shared.contracts import Contract, envelope_for
 from shared.http import IDENTITY_HEADER
 
@@ -39,29 +39,35 @@ async def create_variant(client: Any, **fields: Any) -> dict[str, Any]:
 
 
 @dataclass
-class RecordingContext(HandlerContext):
-    """A real handler context (events go to the outbox) that also keeps what was emitted."""
+class Delivery:
+    """What one delivery of an event emitted, as far as the bus wrote it to the outbox."""
 
     emitted: list[Contract] = field(default_factory=list)
 
-    async def emit(self, payload: Contract) -> None:
-        self.emitted.append(payload)
-        await super().emit(payload)
 
-
-async def deliver(pool: asyncpg.Pool, handler: Any, payload: Contract, **kwargs: Any) -> RecordingContext:
-    """Run a consumer's handler as the bus would: in one transaction, from an orders envelope, closed
-    by the statement that writes the inbox row, the handler's change and its events."""
+async def deliver(pool: asyncpg.Pool, handler: Any, payload: Contract, **kwargs: Any) -> Delivery:
+    """Run a consumer's handler through the bus's own consumer (its transaction, the closing
+    statement with the inbox row, the handler's change and its events), from an orders envelope."""
     envelope = envelope_for(payload, "orders", correlation_id=f"test-{uuid.uuid4().hex[:8]}")
-    async with pool.acquire() as conn, conn.transaction():
-        ctx = RecordingContext(conn, envelope, "basket")
-        await handler(ctx, payload, **kwargs)
-        closing, args = ctx.closing_statement()
-        outcome = await conn.fetchrow(closing, *args)
-        assert outcome["fresh"], "a new envelope each time"
-        if not outcome["written"]:
-            ctx.emitted.clear()
-    return ctx
+    delivery = Delivery()
+    contexts: list[HandlerContext] = []
+
+    async def recording(ctx: HandlerContext, message: Contract) -> None:
+        contexts.append(ctx)
+        emit = ctx.emit
+
+        async def record(event: Contract) -> None:
+            await emit(event)
+            delivery.emitted.append(event)
+
+        ctx.emit = record  # type: ignore[method-assign]
+        await handler(ctx, message, **kwargs)
+
+    consumer = EventConsumer(pool, Topology("test", "basket"), {})
+    assert await consumer.handle(envelope, Subscription(type(payload), recording), payload), "a new envelope each time"
+    if not contexts[0].outgoing:  # the change did not take place: nothing was announced
+        delivery.emitted.clear()
+    return delivery
 
 
 class EventTap:
