@@ -56,31 +56,27 @@ async def type_by_key(conn: asyncpg.Connection, key: str) -> asyncpg.Record | No
     )
 
 
+_TYPE_NAMES = tuple(column.strip() for column in TYPE_COLUMNS.split(","))
+_CHARGES_AND_TYPE = f"""
+    SELECT {", ".join(f"pt.{name} AS type_{name}" for name in _TYPE_NAMES)},
+        {", ".join(f"t.{column.strip()}" for column in TRANSACTION_COLUMNS.split(","))}
+    FROM (SELECT 1) one
+    LEFT JOIN LATERAL (
+        SELECT {TYPE_COLUMNS} FROM payment_types WHERE id = $3 OR handle = $3 ORDER BY id = $3 DESC LIMIT 1
+    ) pt ON true
+    LEFT JOIN transactions t
+        ON t.kind = 'charge' AND (t.attempt_id = $1 OR (t.order_id = $2 AND t.status = 'captured'))
+"""
+
+
 async def charges_and_type(
     conn: asyncpg.Connection, attempt_id: uuid.UUID, order_id: str, type_key: str | None
 ) -> tuple[list[asyncpg.Record], dict[str, Any] | None]:
     """The attempt's charge, if any, and the order's live capture, if any; and the payment type
     by `type_key` (as `type_by_key`; None finds none): one round trip."""
-    transaction_columns = ", ".join(f"t.{column.strip()}" for column in TRANSACTION_COLUMNS.split(","))
-    type_columns = ", ".join(f"pt.{column.strip()} AS type_{column.strip()}" for column in TYPE_COLUMNS.split(","))
-    rows = await conn.fetch(
-        f"""
-        SELECT {type_columns}, {transaction_columns}
-        FROM (SELECT 1) one
-        LEFT JOIN LATERAL (
-            SELECT {TYPE_COLUMNS} FROM payment_types WHERE id = $3 OR handle = $3 ORDER BY id = $3 DESC LIMIT 1
-        ) pt ON true
-        LEFT JOIN transactions t
-            ON t.kind = 'charge' AND (t.attempt_id = $1 OR (t.order_id = $2 AND t.status = 'captured'))
-        """,
-        attempt_id,
-        order_id,
-        type_key,
-    )
+    rows = await conn.fetch(_CHARGES_AND_TYPE, attempt_id, order_id, type_key)
     first = rows[0]
-    ptype = None
-    if first["type_id"] is not None:
-        ptype = {column.strip(): first[f"type_{column.strip()}"] for column in TYPE_COLUMNS.split(",")}
+    ptype = {name: first[f"type_{name}"] for name in _TYPE_NAMES} if first["type_id"] is not None else None
     return [row for row in rows if row["id"] is not None], ptype
 
 
