@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import traceback
@@ -40,6 +41,7 @@ from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consum
 from shared.errors import UNAVAILABLE
 from shared.metrics import COUNTERS
 from shared.settings import ServiceSettings
+from shared.uow import Duplicate, UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -180,124 +182,41 @@ class _Consumption:
                 await channel.close()
 
 
-@dataclass
-class Effect:
-    """A handler's change written as CTEs of its closing statement (see `HandlerContext.write`)."""
-
-    ctes: str
-    args: tuple[Any, ...]
-    gate: str
-    required: bool
+EventHandler = Callable[[UnitOfWork, Any], Awaitable[None]]
 
 
-@dataclass
-class HandlerContext:
-    """What an event handler gets: its connection and ways to emit events and to write its change.
-
-    Emitted events are written when the handler returns, in one statement with the inbox row (and
-    the handler's change, when it was given to `write`).
-    """
-
-    conn: asyncpg.Connection
-    envelope: Envelope
-    service: str
-    lease: float | None = None  # the relay's, when it publishes the emitted events itself
-    outgoing: list[outbox.Outgoing] = field(default_factory=list)
-    effect: Effect | None = None
-
-    async def emit(self, payload: Contract) -> None:
-        self.outgoing.append(
-            outbox.outgoing(
-                payload,
-                self.service,
-                correlation_id=self.envelope.correlation_id,
-                causation_id=self.envelope.event_id,
-                lease=self.lease,
-            )
-        )
-
-    def write(self, ctes: str, args: Sequence[Any], *, gate: str, required: bool = False) -> None:
-        """Make the handler's change part of the closing statement: one round trip for the change,
-        the inbox row and the events, and no transaction at all for a handler whose only write this
-        is (`Subscription(..., transaction=False)`).
-
-        `ctes` are `name AS (...)` clauses reading their parameters from `$1` on. They must do
-        nothing unless the inbox row is new: each reads the `fresh` CTE (the new inbox row),
-        directly or through another of them. Emitted events are written only if `gate` (one of
-        them) returns a row: the change took place. `required`: a change that did not take place
-        is an error, not an outcome; the statement fails as a whole (`change_not_made`), so the
-        inbox row is not written either, and the event is retried.
-        """
-        self.effect = Effect(ctes, tuple(args), gate, required)
-
-    def closing_statement(self) -> tuple[str, list[Any]]:
-        """The inbox row, the handler's change and the emitted events' outbox rows, written only
-        if the inbox row is new. Returns whether it was (`fresh`) and whether the events were
-        written (`written`)."""
-        effect = self.effect
-        args: list[Any] = list(effect.args) if effect else []
-        first = len(args) + 1
-        ctes = [
-            "fresh AS (INSERT INTO inbox (consumer, event_id, event_type) "
-            f"VALUES (${first}, ${first + 1}, ${first + 2}) ON CONFLICT DO NOTHING RETURNING true)"
-        ]
-        args += [self.service, self.envelope.event_id, self.envelope.routing_key]
-        if effect:
-            ctes.append(effect.ctes)
-        gate = effect.gate if effect else "fresh"
-        for i, event in enumerate(self.outgoing):
-            ctes.append(event.cte(f"event_{i}", len(args) + 1, when=gate))
-            args.extend(event.values)
-        written = f"EXISTS (SELECT 1 FROM {gate})"
-        event_type = f"${first + 2}"
-        if effect and effect.required:
-            # CASE fixes the order: the function runs only when the inbox row is new and the
-            # change is missing.
-            written = (
-                f"CASE WHEN EXISTS (SELECT 1 FROM fresh) AND NOT {written} "
-                f"THEN change_not_made({event_type}) ELSE {written} END"
-            )
-        return f"WITH {', '.join(ctes)} SELECT EXISTS (SELECT 1 FROM fresh) AS fresh, {written} AS written", args
-
-
-EventHandler = Callable[[HandlerContext, Any], Awaitable[None]]
-
-
-@dataclass
+@dataclass(frozen=True)
 class Subscription:
+    """`handler` (named `on_<event>`) runs once per event of type `model`, in a unit of work."""
+
     model: type[Contract]
     handler: EventHandler
-    # False: the handler only reads, and gives its change to `HandlerContext.write`; the closing
-    # statement is then the one write, atomic on its own, and no transaction is opened.
-    transaction: bool = True
 
 
 class PermanentError(Exception):
     """Raised by a handler for a message that can never succeed: parked at once, not retried."""
 
 
-class _Duplicate(Exception):
-    """The inbox already holds the event: roll back what the handler did."""
-
-
 class EventConsumer:
-    """Consumes the service's queue; every handler runs with its inbox row in one transaction."""
+    """Consumes the service's queue; every handler runs in a unit of work with its inbox row."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         topology: Topology,
-        subscriptions: dict[str, Subscription],
+        subscriptions: Sequence[Subscription],
         *,
         prefetch: int = 32,
         relay: outbox.Relay | None = None,
     ) -> None:
-        unknown = set(subscriptions) - set(EVENTS)
+        self.subscriptions = {subscription.model.routing_key(): subscription for subscription in subscriptions}
+        if len(self.subscriptions) != len(subscriptions):  # one would silently replace the other
+            raise ValueError("more than one subscription to the same event")
+        unknown = set(self.subscriptions) - set(EVENTS)
         if unknown:
             raise ValueError(f"not in the contract registry: {sorted(unknown)}")
         self.pool = pool
         self.topology = topology
-        self.subscriptions = subscriptions
         self.prefetch = prefetch
         # Events a handler emits are published by this relay right after the commit (no claim).
         self.relay = relay
@@ -347,47 +266,26 @@ class EventConsumer:
     async def handle(self, envelope: Envelope, subscription: Subscription, payload: Any) -> bool:
         """Run the handler once per event; False when the inbox says it was already handled.
 
-        The inbox row is written last, with the emitted events, in one statement: a duplicate
-        (redelivered, or running concurrently) finds the row there, or waits on its key until the
-        first one commits, and its whole transaction is rolled back. Handlers keep their own
-        compare-and-set guards, so a duplicate that fails on the way is also recognised by the
-        inbox row and acknowledged rather than retried. A change given to `HandlerContext.write`
-        is in that statement too, done only with a new inbox row; a handler without a transaction
-        has no other write, so a duplicate has nothing to roll back.
+        The unit of work writes the inbox row first: a redelivered event finds it there, and a
+        copy running concurrently waits on its key until the first one commits, then finds it.
+        A handler that fails rolls its inbox row back with everything else, so the retry runs it
+        again from the start.
         """
-        async with self.pool.acquire() as conn:
-            try:
-                async with conn.transaction() if subscription.transaction else contextlib.nullcontext():
-                    ctx = HandlerContext(conn, envelope, self.consumer_name, self.relay.lease if self.relay else None)
-                    await subscription.handler(ctx, payload)
-                    closing, args = ctx.closing_statement()
-                    outcome = await conn.fetchrow(closing, *args)
-                    if not outcome["fresh"]:
-                        raise _Duplicate
-                    if not outcome["written"]:
-                        ctx.outgoing.clear()
-            except _Duplicate:
-                return self._duplicate(envelope)
-            except Exception:
-                if not conn.is_closed() and await self._already_handled(conn, envelope):
-                    return self._duplicate(envelope)
-                raise
-        if self.relay is not None:
-            self.relay.hand_off(ctx.outgoing)
+        try:
+            async with unit_of_work(
+                self.pool,
+                self.consumer_name,
+                correlation_id=envelope.correlation_id,
+                causation_id=envelope.event_id,
+                relay=self.relay,
+                inbox=(self.consumer_name, envelope),
+            ) as uow:
+                await subscription.handler(uow, payload)
+        except Duplicate:
+            return self._duplicate(envelope)
         self.handled += 1
         COUNTERS.inc("events_consumed_total")
         return True
-
-    async def _already_handled(self, conn: asyncpg.Connection, envelope: Envelope) -> bool:
-        with contextlib.suppress(Exception):
-            return bool(
-                await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2)",
-                    self.consumer_name,
-                    envelope.event_id,
-                )
-            )
-        return False
 
     def _duplicate(self, envelope: Envelope) -> bool:
         COUNTERS.inc("events_duplicate_total")
@@ -468,6 +366,14 @@ class RpcUnavailable(RpcError):
 
 
 RequestHandler = Callable[[Any], Awaitable[Contract]]
+
+
+@dataclass(frozen=True)
+class Responder:
+    """`handler` answers requests of type `model` with the service's current data (reads only)."""
+
+    model: type[Contract]
+    handler: RequestHandler
 
 
 class RpcClient:
@@ -551,10 +457,14 @@ class RpcServer:
     """Answers requests for this service's data; replicas compete on one queue."""
 
     topology: Topology
-    handlers: dict[str, RequestHandler]
+    responders: Sequence[Responder]
     prefetch: int = 32
     _channel: AbstractChannel | None = field(default=None, init=False)
     _consumption: _Consumption = field(default_factory=_Consumption, init=False)
+
+    @functools.cached_property
+    def handlers(self) -> dict[str, RequestHandler]:
+        return {responder.model.type: responder.handler for responder in self.responders}
 
     async def start(self, connection: AbstractRobustConnection) -> None:
         for request_type in self.handlers:

@@ -459,7 +459,3 @@ REQUESTS: dict[str, RequestSpec] = {
 
 def events_consumed_by(service: str) -> list[EventSpec]:
     return [spec for spec in EVENTS.values() if service in spec.consumers]
-
-
-def events_produced_by(service: str) -> list[EventSpec]:
-    return [spec for spec in EVENTS.values() if spec.producer == service]

@@ -32,14 +32,23 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
-# The row and the relay's wake-up in one statement. current_schema() is the service's own schema
-# (search_path is set per pool); the notification is delivered on commit, never for a rollback.
-ENQUEUE = """
-WITH queued AS (
-    INSERT INTO outbox (event_id, routing_key, mandatory, body, headers) VALUES ($1, $2, $3, $4, $5)
+# The events of a unit of work in one statement, written just before its commit. Leased rows
+# ($6: seconds) belong to this process's relay, which publishes them right after the commit; the
+# others wake the relays with a notification, delivered on commit (never for a rollback).
+# current_schema() is the service's own schema (search_path is set per pool).
+WRITE_LEASED = """
+INSERT INTO outbox (event_id, routing_key, mandatory, body, headers, next_attempt_at)
+SELECT event_id, routing_key, mandatory, body, headers, now() + make_interval(secs => $6)
+FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::bytea[], $5::jsonb[])
+    AS event (event_id, routing_key, mandatory, body, headers)
+"""
+WRITE_AND_WAKE = """
+WITH written AS (
+    INSERT INTO outbox (event_id, routing_key, mandatory, body, headers)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::bytea[], $5::jsonb[])
     RETURNING id
 )
-SELECT pg_notify(current_schema() || '_outbox', '') FROM queued
+SELECT pg_notify(current_schema() || '_outbox', '') FROM (SELECT 1 FROM written LIMIT 1) AS any_written
 """
 CLAIM = """
 UPDATE outbox SET next_attempt_at = now() + make_interval(secs => $2)
@@ -62,36 +71,15 @@ GIVE_BACK = "UPDATE outbox SET next_attempt_at = now() WHERE id = ANY($1::bigint
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An event's outbox row, checked against the registry, for the caller's own statement to write
-    together with the change it announces (one round trip, and no transaction needed when that
-    statement is the only one). `enqueue` is the same for a statement of its own.
+    """An event's outbox row, checked against the registry (see `shared.uow`, which writes it).
 
     With a `lease` (the relay's), the row is written leased to this process, which publishes it
-    itself right after the commit (`Relay.hand_off`): no wake-up and no claim. Other relays take
-    it only if the lease runs out (the process died in between). Hand off only what was written."""
+    itself right after the commit (`Relay.hand_off`). Other relays take it only if the lease runs
+    out (the process died in between)."""
 
     event_id: uuid.UUID
     row: tuple[Any, ...]  # event_id, routing_key, mandatory, body, headers
     lease: float | None = None
-
-    @property
-    def values(self) -> tuple[Any, ...]:
-        """The statement's parameters for `cte`: the row's five, and the lease when there is one."""
-        return self.row if self.lease is None else (*self.row, self.lease)
-
-    def cte(self, name: str, first: int, when: str | None = None) -> str:
-        """`<name> AS (INSERT INTO outbox ...)` reading `values` from parameter `$first` on; with
-        `when` (a CTE of the same statement), written only if that CTE returns a row. Waking the
-        relay is part of it (the notification is delivered on commit) unless the row is leased."""
-        params = ", ".join(f"${first + i}::{t}" for i, t in enumerate(("uuid", "text", "boolean", "bytea", "jsonb")))
-        columns = "event_id, routing_key, mandatory, body, headers"
-        returning = "pg_notify(current_schema() || '_outbox', '')"
-        if self.lease is not None:
-            columns += ", next_attempt_at"
-            params += f", now() + make_interval(secs => ${first + 5}::float8)"
-            returning = "id"
-        source = f" FROM (SELECT 1 FROM {when} LIMIT 1) AS {name}_when" if when else ""
-        return f"{name} AS (INSERT INTO outbox ({columns}) SELECT {params}{source} RETURNING {returning})"
 
 
 def outgoing(
@@ -121,18 +109,13 @@ def outgoing(
     )
 
 
-async def enqueue(
-    conn: asyncpg.Connection,
-    payload: Contract,
-    producer: str,
-    *,
-    correlation_id: str | None = None,
-    causation_id: uuid.UUID | None = None,
-) -> uuid.UUID:
-    """Write an event in the caller's transaction. Nothing is published outside the outbox."""
-    event = outgoing(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
-    await conn.execute(ENQUEUE, *event.row)
-    return event.event_id
+async def write(conn: asyncpg.Connection, events: list[Outgoing], lease: float | None) -> None:
+    """Write events in the caller's transaction (the unit of work's, just before its commit)."""
+    columns = [list(column) for column in zip(*(event.row for event in events), strict=True)]
+    if lease is None:
+        await conn.execute(WRITE_AND_WAKE, *columns)
+    else:
+        await conn.execute(WRITE_LEASED, *columns, lease)
 
 
 class Relay:

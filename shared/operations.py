@@ -1,0 +1,45 @@
+"""A service's public operations, declared once.
+
+Each service lists its operations in `<service>/routes.py` (`OPERATIONS`). From that one table:
+
+- the service registers its aiohttp routes (`routes(OPERATIONS)`);
+- `python -m gateway.openapi` writes the OpenAPI document (request, query and response models,
+  the 4xx answers, and the gateway's own facts about each operation as `x-commerce-*` keys);
+- the gateway builds its route table from that document: which service owns a path, whether it
+  needs an admin token, its timeout, whether a lost POST may be sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+from pydantic import BaseModel
+
+PREFIX = "/api/v1"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # as the public API shows it, without PREFIX: "/orders/{id}"
+    handler: Handler
+    summary: str
+    admin: bool = False  # the gateway asks for an admin token; the service checks the identity too
+    request: type[BaseModel] | None = None  # the JSON body
+    query: type[BaseModel] | None = None  # its fields are the query parameters
+    response: type[BaseModel] | None = None  # the body of a success
+    status: int = 200  # of a success
+    errors: tuple[int, ...] = ()  # the 4xx this operation gives (the gateway's own are added)
+    description: str = ""
+    timeout: float | None = None  # seconds at the gateway; its default when None
+    # A POST whose repeat has the effect of one call even without an Idempotency-Key: the gateway
+    # may send it again when its connection was lost before any answer.
+    repeatable: bool = False
+
+
+def routes(operations: Iterable[Operation]) -> list[web.RouteDef]:
+    return [web.route(op.method, PREFIX + op.path, op.handler) for op in operations]
