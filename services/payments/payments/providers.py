@@ -1,5 +1,5 @@
 """Payment providers behind one interface: a real processor (Braintree, Stripe, Opayo) is one new
-class registered in `PROVIDERS`.
+class registered in `DRIVERS`.
 
 Tokens (nonces) are secrets: they are passed through to the provider and never logged, stored or
 put into an exception message.
@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import abc
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from aiohttp import web
+
+from payments.settings import PaymentsSettings
+from shared import db, runtime
 
 # The sandbox's well-known test nonces (Braintree's names, so frontends' test setups work).
 VALID_NONCE = "fake-valid-nonce"
@@ -243,11 +248,30 @@ def _charge_result(row: asyncpg.Record) -> ChargeResult:
 
 
 # driver -> how to build it from (merchant, side pool, client token ttl)
-PROVIDERS = {
+DRIVERS = {
     "offline": lambda merchant, pool, ttl: OfflineProvider(merchant),
     "sandbox": lambda merchant, pool, ttl: SandboxProvider(merchant, pool, ttl),
 }
 
 
 def build_providers(merchant: str, pool: asyncpg.Pool, token_ttl: int) -> dict[str, Provider]:
-    return {driver: factory(merchant, pool, token_ttl) for driver, factory in PROVIDERS.items()}
+    return {driver: factory(merchant, pool, token_ttl) for driver, factory in DRIVERS.items()}
+
+
+SIDE_POOL = web.AppKey("side_pool", asyncpg.Pool)
+PROVIDERS = web.AppKey("providers", dict[str, Provider])
+
+
+def side_resources(settings: PaymentsSettings) -> runtime.CleanupCtx:
+    """The app's providers and the small pool of their own that they (and the charge intents)
+    write through: what is written there commits on its own, whatever a unit of work open at the
+    time does, as a remote processor's records would."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        side_settings = settings.model_copy(update={"db_pool_min": 1, "db_pool_max": settings.side_pool_max})
+        app[SIDE_POOL] = await db.create_pool(side_settings)
+        app[PROVIDERS] = build_providers(settings.merchant, app[SIDE_POOL], settings.client_token_ttl)
+        yield
+        await app[SIDE_POOL].close()
+
+    return ctx

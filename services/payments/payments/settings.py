@@ -9,7 +9,7 @@ class PaymentsSettings(ServiceSettings):
 
     port: int = 8004
 
-    # The provider `GET /payments/provider` describes (a driver name of `providers.PROVIDERS`).
+    # The provider `GET /payments/provider` describes (a driver name of `providers.DRIVERS`).
     default_provider: str = "sandbox"
     merchant: str = "commerce"
     client_token_ttl: int = 3600

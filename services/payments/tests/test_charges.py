@@ -144,6 +144,36 @@ async def test_concurrent_deliveries_of_one_attempt_record_one_charge(checkout):
     assert len({e.transaction.id for e in checkout.emitted}) == 1
 
 
+async def test_twenty_concurrent_copies_of_one_request_charge_once_and_announce_once(checkout):
+    """The same event delivered twenty times at once (a redelivery racing the first delivery): the
+    inbox row lets one through; the others wait on its key, then find it and change nothing."""
+    msg = await checkout.request(VALID_NONCE, amount=2700)
+    envelope = envelope_for(msg, "orders")
+    handled = await asyncio.gather(*(checkout.deliver(msg, envelope) for _ in range(20)))
+    assert sorted(handled) == [False] * 19 + [True]
+    [charge] = await checkout.charges(msg.order_id)
+    assert (charge["status"], charge["amount"]) == ("captured", 2700)
+    assert len(await checkout.sandbox_charges(msg.attempt_id)) == 1
+    [event] = checkout.emitted
+    assert isinstance(event, PaymentCaptured)
+    assert event.transaction.id == charge["id"]
+
+
+async def test_concurrent_attempts_of_one_order_capture_once_and_charge_once(checkout):
+    """Two attempts of one order at once: the order's lock lets one charge; the other finds the
+    capture and is declined without asking the provider."""
+    order_id = new_id()
+    attempts = [await checkout.request(VALID_NONCE, order_id=order_id) for _ in range(2)]
+    await asyncio.gather(*(checkout.deliver(msg) for msg in attempts))
+    [charge] = await checkout.charges(order_id)
+    assert charge["status"] == "captured"
+    provider_charges = [len(await checkout.sandbox_charges(msg.attempt_id)) for msg in attempts]
+    assert sorted(provider_charges) == [0, 1]
+    assert sorted(type(e).__name__ for e in checkout.emitted) == ["PaymentCaptured", "PaymentDeclined"]
+    declined = next(e for e in checkout.emitted if isinstance(e, PaymentDeclined))
+    assert (declined.reason, declined.transaction) == ("This order already has a captured payment", None)
+
+
 async def test_declined_nonce_then_a_valid_one(checkout):
     order_id = new_id()
     declined = await checkout.request(DECLINED_NONCE, order_id=order_id, amount=2000)

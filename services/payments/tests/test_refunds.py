@@ -8,9 +8,8 @@ import pytest
 
 from payments.app import create_app
 from payments.providers import DECLINED_NONCE, VALID_NONCE
+from services.payments.tests.testkit import ADMIN
 from shared.contracts import PaymentCaptured
-
-ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from shared.money import DEFAULT_TAX_RATE_BP, tax
 
 ANY_POSTCODE = "*"
-METHOD_TYPES = ("standard", "collection", "regional")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""HTTP handlers of the shipping service (all admin); the route list is `ROUTES` at the end."""
+"""HTTP handlers of the shipping service (all admin; the operation table is `routes.py`)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from shared import outbox, runtime
+from shared import runtime
 from shared.contracts import ShipmentDispatched
 from shared.http import (
     ApiError,
     NotFound,
     ValidationFailed,
-    json_response,
     new_id,
     paginated,
     path_id,
     query_model,
     read_json,
-    request_id,
     require_admin,
 )
 from shipping import queries
@@ -32,13 +30,23 @@ from shipping.models import (
     ShipmentsQuery,
     ZoneCreate,
     ZoneUpdate,
+)
+from shipping.views import (
+    MethodCollection,
+    MethodResponse,
+    PriceCollection,
+    PriceResponse,
+    ShipmentCollection,
+    ShipmentResponse,
+    ZoneCollection,
+    ZoneResponse,
     method_view,
     price_view,
+    respond,
     shipment_view,
     zone_view,
 )
 
-PREFIX = "/api/v1"
 NAME_TAKEN = "The name has already been taken."
 CODE_TAKEN = "The code has already been taken."
 
@@ -47,17 +55,13 @@ def _pool(request: web.Request) -> asyncpg.Pool:
     return request.app[runtime.POOL]
 
 
-def _invalid(field: str) -> ValidationFailed:
-    return ValidationFailed.one(field, f"The selected {field.replace('_', ' ')} is invalid.")
-
-
 # ---------------------------------------------------------------------------------------------
 # Zones
 
 
 async def _zone_response(conn: asyncpg.Connection, zone: asyncpg.Record, status: int = 200) -> web.Response:
     regions = await queries.regions(conn, [zone["id"]])
-    return json_response({"data": zone_view(zone, regions)}, status=status)
+    return respond(ZoneResponse(data=zone_view(zone, regions)), status=status)
 
 
 async def list_zones(request: web.Request) -> web.Response:
@@ -68,13 +72,14 @@ async def list_zones(request: web.Request) -> web.Response:
     by_zone: dict[str, list[asyncpg.Record]] = {}
     for region in regions:
         by_zone.setdefault(region["zone_id"], []).append(region)
-    return json_response({"data": [zone_view(z, by_zone.get(z["id"], [])) for z in zones]})
+    return respond(ZoneCollection(data=[zone_view(z, by_zone.get(z["id"], [])) for z in zones]))
 
 
 async def create_zone(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, ZoneCreate)
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with runtime.unit_of_work(request) as uow:
+        conn = uow.conn
         try:
             zone = await queries.insert_zone(conn, new_id(), body.name, body.countries)
         except asyncpg.UniqueViolationError as exc:
@@ -91,7 +96,8 @@ async def update_zone(request: web.Request) -> web.Response:
     changes = body.model_dump(include={"name", "countries"}, exclude_unset=True)
     if any(v is None for v in changes.values()):
         raise ValidationFailed({k: ["This field cannot be null."] for k, v in changes.items() if v is None})
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with runtime.unit_of_work(request) as uow:
+        conn = uow.conn
         if await queries.zone(conn, zone_id, lock=True) is None:
             raise NotFound()
         try:
@@ -112,17 +118,16 @@ async def _replace_regions(conn: asyncpg.Connection, zone_id: str, body: ZoneUpd
         if region.id is not None and region.id not in existing:
             raise ValidationFailed.one(f"regions.{index}.id", "The selected region id is invalid.")
     try:
-        async with conn.transaction():
-            # Removed first, renamed next, added last: a name may move from one region to another.
-            await queries.delete_regions_except(conn, zone_id, kept)
-            for region in body.regions:
-                if region.id is not None:
-                    await queries.update_region(conn, region.id, zone_id, f"#renaming {region.id}", region.prefixes)
-            for region in body.regions:
-                if region.id is not None:
-                    await queries.update_region(conn, region.id, zone_id, region.name, region.prefixes)
-                else:
-                    await queries.insert_region(conn, new_id(), zone_id, region.name, region.prefixes)
+        # Removed first, renamed next, added last: a name may move from one region to another.
+        await queries.delete_regions_except(conn, zone_id, kept)
+        for region in body.regions:
+            if region.id is not None:
+                await queries.update_region(conn, region.id, zone_id, f"#renaming {region.id}", region.prefixes)
+        for region in body.regions:
+            if region.id is not None:
+                await queries.update_region(conn, region.id, zone_id, region.name, region.prefixes)
+            else:
+                await queries.insert_region(conn, new_id(), zone_id, region.name, region.prefixes)
     except asyncpg.ForeignKeyViolationError as exc:
         raise ValidationFailed.one("regions", "A region that a price uses cannot be removed.") from exc
 
@@ -134,17 +139,18 @@ async def _replace_regions(conn: asyncpg.Connection, zone_id: str, body: ZoneUpd
 async def list_methods(request: web.Request) -> web.Response:
     require_admin(request)
     rows = await queries.methods(_pool(request))
-    return json_response({"data": [method_view(r) for r in rows]})
+    return respond(MethodCollection(data=[method_view(r) for r in rows]))
 
 
 async def create_method(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, MethodCreate)
     try:
-        row = await queries.insert_method(_pool(request), new_id(), body.type, body.name, body.description, body.code)
+        async with runtime.unit_of_work(request) as uow:
+            row = await queries.insert_method(uow.conn, new_id(), body.type, body.name, body.description, body.code)
     except asyncpg.UniqueViolationError as exc:
         raise ValidationFailed.one("code", CODE_TAKEN) from exc
-    return json_response({"data": method_view(row)}, status=201)
+    return respond(MethodResponse(data=method_view(row)), status=201)
 
 
 async def update_method(request: web.Request) -> web.Response:
@@ -156,12 +162,13 @@ async def update_method(request: web.Request) -> web.Response:
     if nulls:
         raise ValidationFailed({k: ["This field cannot be null."] for k in nulls})
     try:
-        row = await queries.update_method(_pool(request), method_id, changes)
+        async with runtime.unit_of_work(request) as uow:
+            row = await queries.update_method(uow.conn, method_id, changes)
     except asyncpg.UniqueViolationError as exc:
         raise ValidationFailed.one("code", CODE_TAKEN) from exc
     if row is None:
         raise NotFound()
-    return json_response({"data": method_view(row)})
+    return respond(MethodResponse(data=method_view(row)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,23 +194,23 @@ async def _check_price(conn: asyncpg.Connection, values: dict[str, Any]) -> None
 
 async def _price_response(conn: asyncpg.Connection, price_id: str, status: int = 200) -> web.Response:
     [row] = await queries.price_details(conn, price_id)
-    return json_response({"data": price_view(row)}, status=status)
+    return respond(PriceResponse(data=price_view(row)), status=status)
 
 
 async def list_prices(request: web.Request) -> web.Response:
     require_admin(request)
     rows = await queries.price_details(_pool(request))
-    return json_response({"data": [price_view(r) for r in rows]})
+    return respond(PriceCollection(data=[price_view(r) for r in rows]))
 
 
 async def create_price(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, PriceCreate)
     values = {"id": new_id(), **body.model_dump()}
-    async with _pool(request).acquire() as conn, conn.transaction():
-        await _check_price(conn, values)
-        await queries.insert_price(conn, values)
-        return await _price_response(conn, values["id"], status=201)
+    async with runtime.unit_of_work(request) as uow:
+        await _check_price(uow.conn, values)
+        await queries.insert_price(uow.conn, values)
+        return await _price_response(uow.conn, values["id"], status=201)
 
 
 async def update_price(request: web.Request) -> web.Response:
@@ -215,7 +222,8 @@ async def update_price(request: web.Request) -> web.Response:
     nulls = [k for k, v in changes.items() if v is None and k not in nullable]
     if nulls:
         raise ValidationFailed({k: ["This field cannot be null."] for k in nulls})
-    async with _pool(request).acquire() as conn, conn.transaction():
+    async with runtime.unit_of_work(request) as uow:
+        conn = uow.conn
         current = await queries.price(conn, price_id, lock=True)
         if current is None:
             raise NotFound()
@@ -239,46 +247,27 @@ async def list_shipments(request: web.Request) -> web.Response:
         total = await queries.count_shipments(conn, query.order_id, query.status)
         rows = await queries.shipments_page(conn, query.order_id, query.status, query.per_page, offset)
     data = [shipment_view(r) for r in rows]
-    return json_response(paginated(request, data, page=query.page, per_page=query.per_page, total=total))
+    page = paginated(request, data, page=query.page, per_page=query.per_page, total=total)
+    return respond(ShipmentCollection.model_validate(page))
 
 
 async def dispatch_shipment(request: web.Request) -> web.Response:
     require_admin(request)
     shipment_id = path_id(request)
     body = await read_json(request, DispatchRequest)
-    async with _pool(request).acquire() as conn, conn.transaction():
-        shipment = await queries.shipment(conn, shipment_id)
+    async with runtime.unit_of_work(request) as uow:
+        shipment = await queries.lock_shipment(uow.conn, shipment_id)
         if shipment is None:
             raise NotFound()
-        updated = None
-        if shipment["status"] == "open":
-            updated = await queries.dispatch(conn, shipment_id, shipment["version"], body.tracking_no)
-        if updated is None:  # already dispatched, or a concurrent dispatch won the compare-and-set
+        if shipment["status"] != "open":
             raise ApiError(409, "This shipment has already been dispatched")
-        await outbox.enqueue(
-            conn,
+        dispatched = await queries.dispatch(uow.conn, shipment_id, body.tracking_no)
+        uow.emit(
             ShipmentDispatched(
-                shipment_id=updated["id"],
-                order_id=updated["order_id"],
-                tracking_no=updated["tracking_no"],
-                dispatched_at=updated["dispatched_at"],
-            ),
-            "shipping",
-            correlation_id=request_id(request),
+                shipment_id=dispatched["id"],
+                order_id=dispatched["order_id"],
+                tracking_no=dispatched["tracking_no"],
+                dispatched_at=dispatched["dispatched_at"],
+            )
         )
-    return json_response({"data": shipment_view(updated)})
-
-
-ROUTES = [
-    web.get(f"{PREFIX}/shipping/zones", list_zones),
-    web.post(f"{PREFIX}/shipping/zones", create_zone),
-    web.put(f"{PREFIX}/shipping/zones/{{id}}", update_zone),
-    web.get(f"{PREFIX}/shipping/methods", list_methods),
-    web.post(f"{PREFIX}/shipping/methods", create_method),
-    web.put(f"{PREFIX}/shipping/methods/{{id}}", update_method),
-    web.get(f"{PREFIX}/shipping/prices", list_prices),
-    web.post(f"{PREFIX}/shipping/prices", create_price),
-    web.put(f"{PREFIX}/shipping/prices/{{id}}", update_price),
-    web.get(f"{PREFIX}/shipments", list_shipments),
-    web.post(f"{PREFIX}/shipments/{{id}}/dispatch", dispatch_shipment),
-]
+    return respond(ShipmentResponse(data=shipment_view(dispatched)))

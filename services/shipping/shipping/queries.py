@@ -208,31 +208,31 @@ async def update_price(conn: asyncpg.Connection, price_id: str, changes: dict[st
 # Shipments
 
 
-def open_shipment(
+async def open_shipment(
+    conn: asyncpg.Connection,
     shipment_id: str,
     order_id: str,
     reference: str | None,
     shipping_method: str | None,
     shipping_price_id: str | None,
     address: dict[str, Any] | None,
-) -> tuple[str, tuple[Any, ...]]:
-    """The order's shipment, as the CTE `opened` of an event handler's closing statement
-    (`HandlerContext.write`): one shipment per order, no row when the order has one already."""
-    return (
-        """
-        opened AS (
-            INSERT INTO shipments (id, order_id, reference, shipping_method, shipping_price_id, address)
-            SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::jsonb FROM fresh
-            ON CONFLICT (order_id) DO NOTHING
-            RETURNING id
-        )
-        """,
-        (shipment_id, order_id, reference, shipping_method, shipping_price_id, address),
+) -> str | None:
+    """The order's shipment; None when the order has one already (one shipment per order: a copy
+    running concurrently waits on the unique key until the first commits, then finds it)."""
+    return await conn.fetchval(
+        "INSERT INTO shipments (id, order_id, reference, shipping_method, shipping_price_id, address) "
+        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING RETURNING id",
+        shipment_id,
+        order_id,
+        reference,
+        shipping_method,
+        shipping_price_id,
+        address,
     )
 
 
-async def shipment(conn: asyncpg.Connection, shipment_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1", shipment_id)
+async def lock_shipment(conn: asyncpg.Connection, shipment_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {SHIPMENT_COLUMNS} FROM shipments WHERE id = $1 FOR UPDATE", shipment_id)
 
 
 _SHIPMENT_FILTER = "WHERE ($1::text IS NULL OR order_id = $1) AND ($2::text IS NULL OR status = $2)"
@@ -254,16 +254,12 @@ async def shipments_page(
     )
 
 
-async def dispatch(
-    conn: asyncpg.Connection, shipment_id: str, version: int, tracking_no: str | None
-) -> asyncpg.Record | None:
-    """Compare-and-set open -> dispatched; None when someone else moved it first."""
+async def dispatch(conn: asyncpg.Connection, shipment_id: str, tracking_no: str | None) -> asyncpg.Record:
+    """Open -> dispatched, on a shipment the caller holds locked (`lock_shipment`)."""
     return await conn.fetchrow(
-        "UPDATE shipments SET status = 'dispatched', tracking_no = COALESCE($3, tracking_no), "
+        "UPDATE shipments SET status = 'dispatched', tracking_no = COALESCE($2, tracking_no), "
         "dispatched_at = now(), version = version + 1, updated_at = now() "
-        "WHERE id = $1 AND status = 'open' AND version = $2 "
-        f"RETURNING {SHIPMENT_COLUMNS}",
+        f"WHERE id = $1 RETURNING {SHIPMENT_COLUMNS}",
         shipment_id,
-        version,
         tracking_no,
     )

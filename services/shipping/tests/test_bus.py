@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from shared.bus import EventConsumer, Topology
+from shared.bus import EventConsumer, Subscription, Topology
 from shared.contracts import Address, LineQuantity, OrderPlaced, QuoteShipping, envelope_for
 from shared.http import new_id
 from shipping import consumers
@@ -158,10 +158,13 @@ async def announcements(pool, observer, order_id: str) -> int:
         await asyncio.sleep(0.05)
 
 
+ON_PLACED = Subscription(OrderPlaced, consumers.on_order_placed)
+
+
 async def test_order_placed_twice_opens_one_shipment(pool, settings, observe):
     observer = await observe("shipment.opened.v1")
-    consumer = EventConsumer(pool, Topology.from_settings(settings), consumers.SUBSCRIPTIONS)
-    subscription = consumers.SUBSCRIPTIONS[OrderPlaced.routing_key()]
+    consumer = EventConsumer(pool, Topology.from_settings(settings), [ON_PLACED])
+    subscription = ON_PLACED
     msg = placed()
     envelope = envelope_for(msg, "orders")
     assert await consumer.handle(envelope, subscription, msg) is True
@@ -174,6 +177,32 @@ async def test_order_placed_twice_opens_one_shipment(pool, settings, observe):
         ("open", "2026-11-0001", "Standard Delivery")
     ]
     assert rows[0]["address"]["zip"] == "SW1A 1AA"
+    assert await announcements(pool, observer, msg.order_id) == 1
+
+
+async def test_concurrent_copies_of_order_placed_open_one_shipment(pool, settings, observe):
+    """Twenty copies at once, each with its own event id (orders announced the placement again):
+    the inbox lets every one through, and the unique key on the order leaves one shipment, opened
+    and announced by one copy."""
+    observer = await observe("shipment.opened.v1")
+    consumer = EventConsumer(pool, Topology.from_settings(settings), [ON_PLACED])
+    msg = placed()
+    handled = await asyncio.gather(*(consumer.handle(envelope_for(msg, "orders"), ON_PLACED, msg) for _ in range(20)))
+    assert handled == [True] * 20
+    assert await pool.fetchval("SELECT count(*) FROM shipments WHERE order_id = $1", msg.order_id) == 1
+    assert await announcements(pool, observer, msg.order_id) == 1
+
+
+async def test_the_same_order_placed_delivered_concurrently_is_handled_once(pool, settings, observe):
+    """Twenty deliveries of one event at once: the inbox row lets one through, the others wait
+    on its key and then find it."""
+    observer = await observe("shipment.opened.v1")
+    consumer = EventConsumer(pool, Topology.from_settings(settings), [ON_PLACED])
+    msg = placed()
+    envelope = envelope_for(msg, "orders")
+    handled = await asyncio.gather(*(consumer.handle(envelope, ON_PLACED, msg) for _ in range(20)))
+    assert sorted(handled) == [False] * 19 + [True]
+    assert await pool.fetchval("SELECT count(*) FROM shipments WHERE order_id = $1", msg.order_id) == 1
     assert await announcements(pool, observer, msg.order_id) == 1
 
 
@@ -237,9 +266,9 @@ async def test_placed_delivered_twice_then_dispatched_exactly_once(client, setti
 
 
 async def test_concurrent_dispatches_one_wins(client, pool, settings):
-    consumer = EventConsumer(pool, Topology.from_settings(settings), consumers.SUBSCRIPTIONS)
+    consumer = EventConsumer(pool, Topology.from_settings(settings), [ON_PLACED])
     msg = placed()
-    await consumer.handle(envelope_for(msg, "orders"), consumers.SUBSCRIPTIONS[OrderPlaced.routing_key()], msg)
+    await consumer.handle(envelope_for(msg, "orders"), ON_PLACED, msg)
     shipment_id = await pool.fetchval("SELECT id FROM shipments WHERE order_id = $1", msg.order_id)
     results = await asyncio.gather(*(dispatch(client, shipment_id, {"tracking_no": f"T{i}"}) for i in range(6)))
     assert sorted(status for status, _ in results) == [200, 409, 409, 409, 409, 409]
