@@ -1,29 +1,25 @@
-"""Basket's side of the checkout saga, the basket snapshot responder and the expiry sweep.
+"""Basket's side of the checkout saga (stock reservations) and the basket snapshot responder.
 
-Each event handler runs inside the consumer's transaction, next to its inbox row, so an exact
-redelivery changes nothing. On top of that every reservation is unique per (order, attempt):
-a second request for the same attempt (another event id) finds the first one and answers the
-same way instead of reserving again.
-
-Stock is locked variant by variant in id order (`queries.lock_stock`), the one order every
-stock change follows, so two checkouts racing for the same variants queue instead of deadlocking.
+The bus runs each handler in a unit of work that has written the event's inbox row first, so an
+exact redelivery never reaches it. On top of that every reservation is unique per (order,
+attempt): a second request for the same attempt (another event id) waits on that key, finds the
+first one and answers the same way instead of reserving again. Each handler reads the attempt's
+reservation with its lock before it changes anything, so a reservation is committed once and
+released once whatever the order in which the saga's events arrive.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
 
 import asyncpg
 from aiohttp import web
 
-from basket import domain, queries, views
+from basket import domain, queries, stock_queries, views
 from basket.settings import BasketSettings
-from shared import outbox, runtime
-from shared.bus import HandlerContext, RequestHandler, Subscription
+from shared import runtime
+from shared.bus import Responder, Subscription
 from shared.contracts import (
     BasketSnapshotReply,
     GetBasketSnapshot,
@@ -37,13 +33,30 @@ from shared.contracts import (
     StockReserved,
 )
 from shared.http import is_id, new_id
+from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 MSG_EMPTY = "The basket is empty"
 
 
-def _aggregate(lines: list[LineQuantity]) -> list[tuple[str, int]]:
+def subscriptions(app: web.Application) -> list[Subscription]:
+    settings = app[runtime.SETTINGS]
+    assert isinstance(settings, BasketSettings)
+    return [
+        Subscription(
+            OrderStockRequested, functools.partial(on_order_stock_requested, ttl_seconds=settings.reservation_ttl)
+        ),
+        Subscription(OrderPlaced, on_order_placed),
+        Subscription(OrderFailed, on_order_failed),
+    ]
+
+
+def responders(app: web.Application) -> list[Responder]:
+    return [Responder(GetBasketSnapshot, functools.partial(on_get_basket_snapshot, app[runtime.POOL]))]
+
+
+def _per_variant(lines: list[LineQuantity]) -> list[tuple[str, int]]:
     """(variant_id, total quantity) per variant, in id order (the locking order)."""
     totals: dict[str, int] = {}
     for line in lines:
@@ -51,23 +64,21 @@ def _aggregate(lines: list[LineQuantity]) -> list[tuple[str, int]]:
     return sorted(totals.items())
 
 
-async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, ttl_seconds: float) -> None:
-    """`order.stock_requested.v1`: reserve every line or none, answer reserved or refused."""
-    conn = ctx.conn
-    wanted = [(line.variant_id, line.quantity) for line in payload.lines]
-    per_variant = _aggregate(payload.lines)
-    reservation, locked = await queries.insert_reservation_locking_stock(
-        conn,
+async def on_order_stock_requested(uow: UnitOfWork, event: OrderStockRequested, *, ttl_seconds: float) -> None:
+    """Reserve every line or none; answer reserved or refused."""
+    per_variant = _per_variant(event.lines)
+    reservation, locked = await stock_queries.insert_reservation_locking_stock(
+        uow.conn,
         reservation_id=new_id(),
-        order_id=payload.order_id,
-        attempt_id=payload.attempt_id,
-        basket_id=payload.basket_id,
+        order_id=event.order_id,
+        attempt_id=event.attempt_id,
+        basket_id=event.basket_id,
         ttl_seconds=ttl_seconds,
-        correlation_id=ctx.envelope.correlation_id,
+        correlation_id=uow.correlation_id,
         variant_ids=[variant_id for variant_id, _ in per_variant],
     )
     if reservation is None:
-        await _answer_again(ctx, payload)
+        await _answer_again(uow, event)
         return
     levels = {
         row["variant_id"]: domain.StockLevel(
@@ -80,213 +91,140 @@ async def reserve_stock(ctx: HandlerContext, payload: OrderStockRequested, *, tt
         )
         for row in locked
     }
+    wanted = [(line.variant_id, line.quantity) for line in event.lines]
     errors = domain.reservation_errors(wanted, levels) if wanted else {"basket_id": [MSG_EMPTY]}
     if errors:
-        await queries.set_refused(conn, reservation["id"], errors)
-        log.info("stock refused", extra={"order_id": payload.order_id, "errors": errors})
-        await ctx.emit(StockRefused(order_id=payload.order_id, attempt_id=payload.attempt_id, errors=errors))
+        await stock_queries.set_refused(uow.conn, reservation["id"], errors)
+        log.info("stock refused", extra={"order_id": event.order_id, "errors": errors})
+        uow.emit(StockRefused(order_id=event.order_id, attempt_id=event.attempt_id, errors=errors))
         return
-    ctx.write(
-        *queries.hold_stock(
-            reservation["id"], [(variant_id, levels[variant_id].sku, qty) for variant_id, qty in per_variant]
-        ),
-        gate="held",
-        required=True,
-    )
-    log.info("stock reserved", extra={"order_id": payload.order_id, "reservation_id": reservation["id"]})
-    await ctx.emit(
-        StockReserved(
-            order_id=payload.order_id,
-            attempt_id=payload.attempt_id,
-            reservation_id=reservation["id"],
-            expires_at=reservation["expires_at"],
-        )
+    lines = [(variant_id, levels[variant_id].sku, quantity) for variant_id, quantity in per_variant]
+    await stock_queries.hold_stock(uow.conn, reservation["id"], lines)
+    log.info("stock reserved", extra={"order_id": event.order_id, "reservation_id": reservation["id"]})
+    uow.emit(_reserved(event, reservation))
+
+
+def _reserved(event: OrderStockRequested, reservation: asyncpg.Record) -> StockReserved:
+    return StockReserved(
+        order_id=event.order_id,
+        attempt_id=event.attempt_id,
+        reservation_id=reservation["id"],
+        expires_at=reservation["expires_at"],
     )
 
 
-async def _answer_again(ctx: HandlerContext, payload: OrderStockRequested) -> None:
-    """A repeated request for an attempt already handled: repeat the answer, reserve nothing."""
-    existing = await queries.reservation_for_attempt(ctx.conn, payload.order_id, payload.attempt_id)
-    assert existing is not None
+async def _answer_again(uow: UnitOfWork, event: OrderStockRequested) -> None:
+    """A repeated request for an attempt already handled: repeat the answer, reserve nothing.
+
+    An attempt whose reservation was committed or released since (or whose failure came first)
+    gets no answer: the saga has moved on."""
+    existing = await stock_queries.reservation_for_attempt(uow.conn, event.order_id, event.attempt_id)
+    assert existing is not None  # the insert found it; reservations are never deleted
     log.info(
         "stock request repeated",
-        extra={"order_id": payload.order_id, "reservation_id": existing["id"], "status": existing["status"]},
+        extra={"order_id": event.order_id, "reservation_id": existing["id"], "status": existing["status"]},
     )
     if existing["status"] == "active":
-        await ctx.emit(
-            StockReserved(
-                order_id=payload.order_id,
-                attempt_id=payload.attempt_id,
-                reservation_id=existing["id"],
-                expires_at=existing["expires_at"],
-            )
-        )
+        uow.emit(_reserved(event, existing))
     elif existing["status"] == "refused":
-        await ctx.emit(
-            StockRefused(order_id=payload.order_id, attempt_id=payload.attempt_id, errors=existing["errors"] or {})
-        )
+        uow.emit(StockRefused(order_id=event.order_id, attempt_id=event.attempt_id, errors=existing["errors"] or {}))
 
 
-async def commit_stock(ctx: HandlerContext, payload: OrderPlaced) -> None:
-    """`order.placed.v1`: the reservation becomes a stock decrement, exactly once.
+async def on_order_placed(uow: UnitOfWork, event: OrderPlaced) -> None:
+    """The reservation becomes a stock decrement, exactly once, and the basket is marked used.
 
-    The decrement happens on the one transition into `committed` (a compare-and-set), so a
-    second delivery finds the reservation committed and changes nothing. A reservation that
-    expired (or was never made) is still decremented: a placed order is sold.
+    A reservation that expired (or was never made) is still decremented: a placed order is sold.
     """
-    conn = ctx.conn
-    reservation = await queries.reservation_with_lines(conn, payload.order_id, payload.attempt_id)
+    conn = uow.conn
+    reservation = await stock_queries.reservation_with_lines(conn, event.order_id, event.attempt_id)
+    ours = None
     if reservation is None:
-        reservation = await queries.insert_reservation(
+        log.warning("order placed without a reservation", extra={"order_id": event.order_id})
+        ours = await stock_queries.insert_reservation(
             conn,
             reservation_id=new_id(),
-            order_id=payload.order_id,
-            attempt_id=payload.attempt_id,
-            basket_id=payload.basket_id,
+            order_id=event.order_id,
+            attempt_id=event.attempt_id,
+            basket_id=event.basket_id,
             status="committed",
             ttl_seconds=0,
-            correlation_id=ctx.envelope.correlation_id,
+            correlation_id=uow.correlation_id,
         )
-        if reservation is None:  # a concurrent twin of this event committed it meanwhile
-            log.info("order already committed", extra={"order_id": payload.order_id})
-            return
-        log.warning("order placed without a reservation", extra={"order_id": payload.order_id})
-        lines = await _lines_from_order(conn, reservation["id"], payload)
-    elif reservation["status"] == "committed":
-        log.info("order already committed", extra={"order_id": payload.order_id})
+        # Ours, or the one a concurrent event for this attempt made meanwhile: read it locked.
+        reservation = await stock_queries.reservation_with_lines(conn, event.order_id, event.attempt_id)
+        assert reservation is not None
+    if reservation["status"] == "committed" and ours is None:
+        log.info("order already committed", extra={"order_id": event.order_id})
         return
-    else:
-        if reservation["status"] != "active":
-            log.warning(
-                "committing a reservation that was not active",
-                extra={"order_id": payload.order_id, "status": reservation["status"]},
-            )
-        lines = [(line["variant_id"], line["sku"], line["quantity"]) for line in reservation["lines"]]
-        if not lines:  # refused or a failure tombstone: nothing held, take the order's lines
-            lines = await _lines_from_order(conn, reservation["id"], payload)
-    # Under the reservation's lock the compare-and-set cannot fail: if it does, roll back and retry.
-    ctx.write(
-        *queries.commit_and_sell(reservation, lines, basket_id=payload.basket_id, order_id=payload.order_id),
-        gate="committed",
-        required=True,
+    if reservation["status"] not in ("active", "committed"):
+        log.warning(
+            "committing a reservation that was not active",
+            extra={"order_id": event.order_id, "status": reservation["status"]},
+        )
+    lines = [(line["variant_id"], line["sku"], line["quantity"]) for line in reservation["lines"]]
+    if not lines:  # refused, a failure's tombstone or just inserted: nothing held, sell the order's lines
+        lines = await _lines_from_order(conn, reservation["id"], event)
+    await stock_queries.commit_and_sell(
+        conn,
+        reservation["id"],
+        reservation["status"] == "active",
+        lines,
+        basket_id=event.basket_id,
+        order_id=event.order_id,
     )
-    await ctx.emit(
+    uow.emit(
         StockCommitted(
-            order_id=payload.order_id,
+            order_id=event.order_id,
             reservation_id=reservation["id"],
             lines=[LineQuantity(variant_id=v, sku=sku, quantity=q) for v, sku, q in lines],
         )
     )
 
 
-async def _lines_from_order(conn: asyncpg.Connection, reservation_id: str, payload: OrderPlaced) -> list:
-    per_variant = _aggregate(payload.lines)
+async def _lines_from_order(conn: asyncpg.Connection, reservation_id: str, event: OrderPlaced) -> stock_queries.Lines:
+    per_variant = _per_variant(event.lines)
     known = await queries.variants_by_id(conn, [variant_id for variant_id, _ in per_variant])
     lines = [(v, known[v]["sku"], q) for v, q in per_variant if v in known]
     if len(lines) != len(per_variant):
-        log.error("placed order names unknown variants", extra={"order_id": payload.order_id})
-    await queries.insert_reservation_lines(conn, reservation_id, lines)
+        log.error("placed order names unknown variants", extra={"order_id": event.order_id})
+    await stock_queries.insert_reservation_lines(conn, reservation_id, lines)
     return lines
 
 
-async def release_stock(ctx: HandlerContext, payload: OrderFailed) -> None:
-    """`order.failed.v1`: give back the attempt's reservation (active -> released)."""
-    conn = ctx.conn
-    reservation = await queries.reservation_for_attempt(conn, payload.order_id, payload.attempt_id)
+async def on_order_failed(uow: UnitOfWork, event: OrderFailed) -> None:
+    """Give back the attempt's reservation (active -> released)."""
+    conn = uow.conn
+    reservation = await stock_queries.reservation_for_attempt(conn, event.order_id, event.attempt_id)
     if reservation is None:
         # The failure overtook the stock request: leave a tombstone so that a late request for
         # this attempt reserves nothing.
-        await queries.insert_reservation(
+        tombstone = await stock_queries.insert_reservation(
             conn,
             reservation_id=new_id(),
-            order_id=payload.order_id,
-            attempt_id=payload.attempt_id,
-            basket_id=payload.basket_id,
+            order_id=event.order_id,
+            attempt_id=event.attempt_id,
+            basket_id=event.basket_id,
             status="released",
             ttl_seconds=0,
-            correlation_id=ctx.envelope.correlation_id,
+            correlation_id=uow.correlation_id,
             release_reason="order-failed",
         )
-        log.info("order failed before any reservation", extra={"order_id": payload.order_id})
-        return
+        if tombstone is not None:
+            log.info("order failed before any reservation", extra={"order_id": event.order_id})
+            return
+        # The request's reservation was made meanwhile: release it like any other.
+        reservation = await stock_queries.reservation_for_attempt(conn, event.order_id, event.attempt_id)
+        assert reservation is not None
     if reservation["status"] != "active":
-        log.info("nothing to release", extra={"order_id": payload.order_id, "status": reservation["status"]})
+        log.info("nothing to release", extra={"order_id": event.order_id, "status": reservation["status"]})
         return
-    if not await queries.release_reservation(conn, reservation["id"], reservation["version"], "order-failed"):
-        raise RuntimeError(f"reservation {reservation['id']} changed under its lock")
-    await ctx.emit(StockReleased(order_id=payload.order_id, reservation_id=reservation["id"], reason="order-failed"))
+    await stock_queries.release_reservation(conn, reservation["id"], "order-failed")
+    uow.emit(StockReleased(order_id=event.order_id, reservation_id=reservation["id"], reason="order-failed"))
 
 
-def subscriptions(settings: BasketSettings) -> dict[str, Subscription]:
-    return {
-        OrderStockRequested.routing_key(): Subscription(
-            OrderStockRequested, functools.partial(reserve_stock, ttl_seconds=settings.reservation_ttl)
-        ),
-        OrderPlaced.routing_key(): Subscription(OrderPlaced, commit_stock),
-        OrderFailed.routing_key(): Subscription(OrderFailed, release_stock),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# Expiry
-
-
-async def release_expired(pool: asyncpg.Pool, limit: int = 100) -> int:
-    """Release one batch of expired reservations; returns how many were released."""
-    released = 0
-    if not await queries.any_expired_reservation(pool):
-        return 0  # the usual sweep: one statement, no transaction
-    async with pool.acquire() as conn, conn.transaction():
-        for row in await queries.expired_reservations(conn, limit):
-            if not await queries.release_reservation(conn, row["id"], row["version"], "expired"):
-                continue
-            await outbox.enqueue(
-                conn,
-                StockReleased(order_id=row["order_id"], reservation_id=row["id"], reason="expired"),
-                "basket",
-                correlation_id=row["correlation_id"],
-            )
-            released += 1
-    if released:
-        log.info("expired reservations released", extra={"count": released})
-    return released
-
-
-async def _sweep_forever(pool: asyncpg.Pool, settings: BasketSettings) -> None:
-    while True:
-        try:
-            while await release_expired(pool, settings.reservation_sweep_batch) >= settings.reservation_sweep_batch:
-                pass
-        except Exception as exc:
-            log.warning("reservation sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        await asyncio.sleep(settings.reservation_sweep_interval)
-
-
-def reservation_sweeper(settings: BasketSettings) -> runtime.CleanupCtx:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sweep_forever(app[runtime.POOL], settings), name="reservation-sweeper")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return ctx
-
-
-# ---------------------------------------------------------------------------------------------
-# Request/reply
-
-
-async def basket_snapshot(pool: asyncpg.Pool, request: GetBasketSnapshot) -> BasketSnapshotReply:
+async def on_get_basket_snapshot(pool: asyncpg.Pool, request: GetBasketSnapshot) -> BasketSnapshotReply:
     """A basket's current lines and totals for orders; `basket` is None for an unknown id."""
-    if not is_id(request.basket_id):
-        return BasketSnapshotReply(basket=None)
-    async with pool.acquire() as conn:
-        basket = await queries.basket_with_lines(conn, request.basket_id)
+    basket = await queries.basket_with_lines(pool, request.basket_id) if is_id(request.basket_id) else None
     if basket is None:
         return BasketSnapshotReply(basket=None)
     return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"]))
-
-
-def rpc_handlers(app: web.Application) -> dict[str, RequestHandler]:
-    return {GetBasketSnapshot.type: functools.partial(basket_snapshot, app[runtime.POOL])}

@@ -15,7 +15,6 @@ from typing import Literal
 from shared import money
 
 Backorder = Literal["in-stock", "expected", "always"]
-BACKORDER_POLICIES: tuple[str, ...] = ("in-stock", "expected", "always")
 
 # A sane cap on one line's quantity: keeps arithmetic far from any integer limit and stops a
 # typo (or a fuzzer) from putting a million items in a basket.

@@ -1,19 +1,17 @@
-"""Request and response models at the HTTP edge, and `OPERATIONS` for the OpenAPI document.
+"""Request bodies and query models at the HTTP edge (the responses are in `views.py`).
 
 Requests are validated here (types and shapes); the business rules (stock, min_qty...) live in
-`domain.py` so that their messages are upstream's. Responses follow GetCandy's envelope:
-`{"data": ...}`, relations nested under their own `data` and present only when included.
+`domain.py` so that their messages are upstream's.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from basket.domain import MAX_QUANTITY
-from shared.http import PaginationLinks, PaginationMeta
+from basket.domain import MAX_QUANTITY, Backorder
 
 
 def _integer(value: Any) -> Any:
@@ -48,7 +46,7 @@ class VariantCreate(Body):
     tax_rate_bp: Int = Field(default=2000, ge=0, le=10_000, description="Tax rate in basis points (2000 = 20%)")
     inventory: Int = Field(default=0, ge=0, le=1_000_000_000)
     incoming: Int = Field(default=0, ge=0, le=1_000_000_000)
-    backorder: Literal["in-stock", "expected", "always"] = "in-stock"
+    backorder: Backorder = "in-stock"
     min_qty: Int = Field(default=1, ge=1, le=MAX_QUANTITY)
     max_qty: Int = Field(default=0, ge=0, le=MAX_QUANTITY, description="0: no maximum")
     min_batch: Int = Field(default=1, ge=1, le=MAX_QUANTITY)
@@ -71,7 +69,7 @@ class VariantUpdate(Body):
     tax_rate_bp: Int | None = Field(default=None, ge=0, le=10_000)
     inventory: Int | None = Field(default=None, ge=0, le=1_000_000_000)
     incoming: Int | None = Field(default=None, ge=0, le=1_000_000_000)
-    backorder: Literal["in-stock", "expected", "always"] | None = None
+    backorder: Backorder | None = None
     min_qty: Int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
     max_qty: Int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
     min_batch: Int | None = Field(default=None, ge=1, le=MAX_QUANTITY)
@@ -128,167 +126,3 @@ class LineRef(Body):
 
 class DeleteLines(Body):
     lines: list[LineRef] = Field(min_length=1, max_length=200)
-
-
-# ---------------------------------------------------------------------------------------------
-# Responses
-
-
-class Weight(BaseModel):
-    value: str
-    unit: str
-
-
-class ProductOut(BaseModel):
-    id: str
-    name: str
-    attribute_data: dict[str, Any]
-    created_at: str
-    updated_at: str
-    variants: VariantList | None = None
-
-
-class ProductData(BaseModel):
-    data: ProductOut
-
-
-class VariantOut(BaseModel):
-    id: str
-    product_id: str
-    sku: str
-    name: str | None
-    options: dict[str, str]
-    price: float = Field(description="Ex-tax price in major units")
-    unit_price: float
-    unit_tax: float
-    tax: float = Field(description="Tax rate in percent")
-    tax_rate_bp: int
-    currency: str
-    inventory: int
-    incoming: int
-    backorder: Literal["in-stock", "expected", "always"]
-    min_qty: int
-    max_qty: int
-    min_batch: int
-    unit_qty: int
-    weight: Weight
-    requires_shipping: bool
-    purchasable: bool
-    product: ProductData | None = None
-
-
-class VariantList(BaseModel):
-    data: list[VariantOut]
-
-
-class ProductCollection(BaseModel):
-    data: list[ProductOut]
-    meta: PaginationMeta
-    links: PaginationLinks
-
-
-class ProductResponse(BaseModel):
-    data: ProductOut
-
-
-class VariantResponse(BaseModel):
-    data: VariantOut
-
-
-class VariantData(BaseModel):
-    data: VariantOut
-
-
-class BasketLineOut(BaseModel):
-    id: str
-    quantity: int
-    unit_price: float
-    unit_tax: float
-    line_total: float
-    tax: float
-    line_discount: float
-    meta: dict[str, Any]
-    variant: VariantData | None = None
-
-
-class BasketLineList(BaseModel):
-    data: list[BasketLineOut]
-
-
-class BasketOut(BaseModel):
-    id: str
-    sub_total: float
-    tax_total: float
-    discount_total: float
-    total: float
-    currency: str
-    meta: dict[str, Any]
-    changed: bool
-    lines: BasketLineList | None = None
-
-
-class BasketResponse(BaseModel):
-    data: BasketOut
-
-
-ProductOut.model_rebuild()
-
-
-# (method, path as in gateway/routes.py without /api/v1) -> the operation's models.
-OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
-    ("GET", "/products"): {
-        "request": None,
-        "query": ProductsQuery,
-        "response": ProductCollection,
-        "status": 200,
-        "errors": [422],
-    },
-    ("POST", "/products"): {"request": ProductCreate, "response": ProductResponse, "status": 200, "errors": [422]},
-    ("GET", "/products/{id}"): {"request": None, "response": ProductResponse, "status": 200, "errors": [404]},
-    ("GET", "/products/variants/{id}"): {"request": None, "response": VariantResponse, "status": 200, "errors": [404]},
-    ("PUT", "/products/variants/{id}"): {
-        "request": VariantUpdate,
-        "response": VariantResponse,
-        "status": 200,
-        "errors": [404, 422],
-    },
-    ("PUT", "/products/variants/{id}/inventory"): {
-        "request": InventoryUpdate,
-        "response": VariantResponse,
-        "status": 200,
-        "errors": [404, 422],
-    },
-    ("POST", "/baskets"): {"request": CreateBasket, "response": BasketResponse, "status": 200, "errors": [403, 422]},
-    ("GET", "/baskets/{id}"): {"request": None, "response": BasketResponse, "status": 200, "errors": [404]},
-    ("POST", "/basket-lines"): {"request": AddLines, "response": BasketResponse, "status": 200, "errors": [403, 422]},
-    ("DELETE", "/basket-lines"): {
-        "request": DeleteLines,
-        "response": BasketResponse,
-        "status": 200,
-        "errors": [403, 422],
-    },
-    ("PUT", "/basket-lines/{id}"): {
-        "request": LineQuantity,
-        "response": BasketResponse,
-        "status": 200,
-        "errors": [403, 404, 422],
-    },
-    ("DELETE", "/basket-lines/{id}"): {
-        "request": None,
-        "response": BasketResponse,
-        "status": 200,
-        "errors": [403, 404],
-    },
-    ("POST", "/basket-lines/{id}/add"): {
-        "request": LineQuantityChange,
-        "response": BasketResponse,
-        "status": 200,
-        "errors": [403, 404, 422],
-    },
-    ("PUT", "/basket-lines/{id}/remove"): {
-        "request": LineQuantityChange,
-        "response": BasketResponse,
-        "status": 200,
-        "errors": [403, 404, 422],
-    },
-}

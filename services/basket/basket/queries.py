@@ -1,14 +1,12 @@
-"""All SQL of the basket service, with explicit column lists. Tables live in the service's schema
-(the pool's search_path), so names are unqualified."""
+"""All SQL of the basket service: the catalogue and baskets (stock reservations are in
+`stock_queries.py`). Explicit columns; plain functions taking a connection and returning records.
+Tables live in the service's schema (the pool's search_path), so names are unqualified."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
-
-from shared import outbox
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -37,6 +35,8 @@ _VARIANT_FIELDS = (
 )
 VARIANT_COLUMNS = ", ".join(_VARIANT_FIELDS)
 _VARIANT_COLUMNS_V = ", ".join(f"v.{name}" for name in _VARIANT_FIELDS)
+# What a new variant is given; the others are the table's defaults.
+_VARIANT_INSERTED = ", ".join(name for name in _VARIANT_FIELDS if name not in ("created_at", "updated_at"))
 
 # Columns an admin may change on a variant (the whitelist of the dynamic UPDATE below).
 UPDATABLE_VARIANT_COLUMNS = frozenset(
@@ -61,9 +61,6 @@ UPDATABLE_VARIANT_COLUMNS = frozenset(
 
 PRODUCT_COLUMNS = "id, name, created_at, updated_at"
 BASKET_COLUMNS = "id, currency, meta, order_id, used_at, created_at, updated_at, version"
-RESERVATION_COLUMNS = (
-    "id, order_id, attempt_id, basket_id, status, errors, release_reason, correlation_id, expires_at, version"
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,42 +74,20 @@ async def insert_product(conn: asyncpg.Connection, product_id: str, name: str) -
 
 
 async def insert_variant(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncpg.Record:
+    """`values`: every column of `_VARIANT_INSERTED` by name (one JSON parameter, not nineteen)."""
     return await conn.fetchrow(
-        f"""
-        INSERT INTO variants (
-            id, product_id, position, sku, name, options, price, currency, tax_rate_bp, inventory,
-            incoming, backorder, min_qty, max_qty, min_batch, unit_qty, weight_grams,
-            requires_shipping, purchasable
-        ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-        RETURNING {VARIANT_COLUMNS}
-        """,
-        values["id"],
-        values["product_id"],
-        values["position"],
-        values["sku"],
-        values["name"],
-        values["options"],
-        values["price"],
-        values["currency"],
-        values["tax_rate_bp"],
-        values["inventory"],
-        values["incoming"],
-        values["backorder"],
-        values["min_qty"],
-        values["max_qty"],
-        values["min_batch"],
-        values["unit_qty"],
-        values["weight_grams"],
-        values["requires_shipping"],
-        values["purchasable"],
+        f"INSERT INTO variants ({_VARIANT_INSERTED}) "
+        f"SELECT {_VARIANT_INSERTED} FROM jsonb_populate_record(NULL::variants, $1::jsonb) "
+        f"RETURNING {VARIANT_COLUMNS}",
+        values,
     )
 
 
-async def product(conn: asyncpg.Connection, product_id: str) -> asyncpg.Record | None:
+async def product(conn: Conn, product_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1", product_id)
 
 
-async def product_with_variants(conn: asyncpg.Connection, product_id: str) -> asyncpg.Record | None:
+async def product_with_variants(conn: Conn, product_id: str) -> asyncpg.Record | None:
     """The product and (as `variants`, a JSON list in position order) its variants: one round trip."""
     return await conn.fetchrow(
         f"""
@@ -146,6 +121,11 @@ async def variant(conn: asyncpg.Connection, variant_id: str) -> asyncpg.Record |
     return await conn.fetchrow(f"SELECT {VARIANT_COLUMNS} FROM variants WHERE id = $1", variant_id)
 
 
+async def lock_variant(conn: asyncpg.Connection, variant_id: str) -> asyncpg.Record | None:
+    """`FOR NO KEY UPDATE`, like every stock change: new basket lines naming it do not wait."""
+    return await conn.fetchrow(f"SELECT {VARIANT_COLUMNS} FROM variants WHERE id = $1 FOR NO KEY UPDATE", variant_id)
+
+
 async def variants_by_id(conn: asyncpg.Connection, variant_ids: list[str]) -> dict[str, asyncpg.Record]:
     rows = await conn.fetch(f"SELECT {VARIANT_COLUMNS} FROM variants WHERE id = ANY($1::text[])", variant_ids)
     return {row["id"]: row for row in rows}
@@ -177,16 +157,10 @@ async def update_variant(conn: asyncpg.Connection, variant_id: str, changes: dic
 
 
 async def insert_basket_with_lines(
-    conn: Conn,
-    basket_id: str,
-    currency: str,
-    meta: dict,
-    lines: list[dict[str, Any]],
-    event: outbox.Outgoing,
+    conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict, lines: list[dict[str, Any]]
 ) -> asyncpg.Record:
-    """A new basket, its lines (`id`, `variant_id`, `quantity`, `meta`; distinct variants, in the
-    order given) and the event announcing it, in one statement (atomic without a transaction);
-    the basket's row, as `touch_basket` returns it."""
+    """A new basket and its lines (`id`, `variant_id`, `quantity`, `meta`; distinct variants, kept
+    in the order given), in one statement; the basket's row."""
     return await conn.fetchrow(
         f"""
         WITH created AS (
@@ -199,15 +173,13 @@ async def insert_basket_with_lines(
                 ROWS FROM (jsonb_to_recordset($4::jsonb) AS (id text, variant_id text, quantity integer, meta jsonb))
                 WITH ORDINALITY AS l(id, variant_id, quantity, meta, n)
             ORDER BY l.n
-        ),
-        {event.cte("announced", 5, "created")}
+        )
         SELECT {BASKET_COLUMNS} FROM created
         """,
         basket_id,
         currency,
         meta,
         lines,
-        *event.values,
     )
 
 
@@ -218,10 +190,6 @@ async def insert_basket(conn: asyncpg.Connection, basket_id: str, currency: str,
         currency,
         meta,
     )
-
-
-async def basket(conn: asyncpg.Connection, basket_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {BASKET_COLUMNS} FROM baskets WHERE id = $1", basket_id)
 
 
 async def lock_basket(conn: asyncpg.Connection, basket_id: str) -> asyncpg.Record | None:
@@ -242,39 +210,29 @@ async def touch_basket(
     )
 
 
-_LINES_OF_B = f"""
-    (SELECT coalesce(json_agg(x ORDER BY x.seq), '[]') FROM (
-        SELECT l.seq, l.id AS line_id, l.quantity AS line_quantity, l.meta AS line_meta,
-               p.name AS product_name, {_VARIANT_COLUMNS_V}
-        FROM basket_lines l
-        JOIN variants v ON v.id = l.variant_id
-        JOIN products p ON p.id = v.product_id
-        WHERE l.basket_id = b.id
-    ) x) AS lines
+# A basket's lines, each with its variant's columns and its product's name, in the order added.
+_LINES = f"""
+    SELECT l.seq, l.id AS line_id, l.quantity AS line_quantity, l.meta AS line_meta,
+           p.name AS product_name, {_VARIANT_COLUMNS_V}
+    FROM basket_lines l
+    JOIN variants v ON v.id = l.variant_id
+    JOIN products p ON p.id = v.product_id
 """
 
 
-async def basket_with_lines(conn: asyncpg.Connection, basket_id: str) -> asyncpg.Record | None:
+async def basket_with_lines(conn: Conn, basket_id: str) -> asyncpg.Record | None:
     """The basket and (as `lines`, a JSON list shaped like `basket_lines` rows) its lines: one
     statement, so one consistent snapshot without a transaction."""
     columns = ", ".join(f"b.{name.strip()}" for name in BASKET_COLUMNS.split(","))
-    return await conn.fetchrow(f"SELECT {columns}, {_LINES_OF_B} FROM baskets b WHERE b.id = $1", basket_id)
+    return await conn.fetchrow(
+        f"SELECT {columns}, (SELECT coalesce(json_agg(x ORDER BY x.seq), '[]') "
+        f"FROM ({_LINES} WHERE l.basket_id = b.id) x) AS lines FROM baskets b WHERE b.id = $1",
+        basket_id,
+    )
 
 
 async def basket_lines(conn: asyncpg.Connection, basket_id: str) -> list[asyncpg.Record]:
-    """A basket's lines with their variant's columns and the product's name."""
-    return await conn.fetch(
-        f"""
-        SELECT l.id AS line_id, l.quantity AS line_quantity, l.meta AS line_meta,
-               p.name AS product_name, {_VARIANT_COLUMNS_V}
-        FROM basket_lines l
-        JOIN variants v ON v.id = l.variant_id
-        JOIN products p ON p.id = v.product_id
-        WHERE l.basket_id = $1
-        ORDER BY l.seq
-        """,
-        basket_id,
-    )
+    return await conn.fetch(f"{_LINES} WHERE l.basket_id = $1 ORDER BY l.seq", basket_id)
 
 
 async def line(conn: asyncpg.Connection, line_id: str) -> asyncpg.Record | None:
@@ -319,270 +277,3 @@ async def delete_lines(conn: asyncpg.Connection, basket_id: str, line_ids: list[
 
 async def delete_all_lines(conn: asyncpg.Connection, basket_id: str) -> None:
     await conn.execute("DELETE FROM basket_lines WHERE basket_id = $1", basket_id)
-
-
-# ---------------------------------------------------------------------------------------------
-# Stock reservations
-
-
-async def insert_reservation(
-    conn: asyncpg.Connection,
-    *,
-    reservation_id: str,
-    order_id: str,
-    attempt_id: uuid.UUID,
-    basket_id: str,
-    status: str,
-    ttl_seconds: float,
-    correlation_id: str | None,
-    release_reason: str | None = None,
-) -> asyncpg.Record | None:
-    """None when the attempt already has its reservation (a concurrent twin waits here for it)."""
-    return await conn.fetchrow(
-        f"""
-        INSERT INTO stock_reservations (
-            id, order_id, attempt_id, basket_id, status, correlation_id, release_reason, expires_at,
-            committed_at, released_at
-        ) VALUES (
-            $1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8),
-            CASE WHEN $5 = 'committed' THEN now() END, CASE WHEN $5 = 'released' THEN now() END
-        )
-        ON CONFLICT (order_id, attempt_id) DO NOTHING
-        RETURNING {RESERVATION_COLUMNS}
-        """,
-        reservation_id,
-        order_id,
-        attempt_id,
-        basket_id,
-        status,
-        correlation_id,
-        release_reason,
-        float(ttl_seconds),
-    )
-
-
-async def insert_reservation_locking_stock(
-    conn: asyncpg.Connection,
-    *,
-    reservation_id: str,
-    order_id: str,
-    attempt_id: uuid.UUID,
-    basket_id: str,
-    ttl_seconds: float,
-    correlation_id: str | None,
-    variant_ids: list[str],
-) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
-    """An active reservation's header, then its variants locked, in id order (the one order every
-    stock change takes: no deadlocks): one round trip.
-
-    `FOR NO KEY UPDATE`, like every stock change: no key changes, so the foreign-key checks of new
-    basket lines (`KEY SHARE`, taken in the basket's own line order) never wait on it. `reserved`
-    is what active reservations hold, current as of the lock.
-
-    The header comes first: a concurrent twin of this attempt waits on its unique key, before it
-    could count our lines as someone else's reservation, and locks nothing. Returns (None, [])
-    when the attempt already has its reservation; else the header and the locked variants
-    (`variant_id`, `sku`, `purchasable`, `backorder`, `inventory`, `incoming`, `reserved`)."""
-    rows = await conn.fetch(
-        f"""
-        WITH r AS (
-            INSERT INTO stock_reservations (id, order_id, attempt_id, basket_id, status, correlation_id, expires_at)
-            VALUES ($1, $2, $3, $4, 'active', $5, now() + make_interval(secs => $6))
-            ON CONFLICT (order_id, attempt_id) DO NOTHING
-            RETURNING {RESERVATION_COLUMNS}
-        )
-        SELECT r.*, v.variant_id, v.sku, v.purchasable, v.backorder, v.inventory, v.incoming, v.reserved
-        FROM r LEFT JOIN LATERAL (
-            SELECT id AS variant_id, sku, purchasable, backorder, inventory, incoming, reserved FROM variants
-            WHERE id = ANY($7::text[]) ORDER BY id FOR NO KEY UPDATE
-        ) v ON true
-        """,
-        reservation_id,
-        order_id,
-        attempt_id,
-        basket_id,
-        correlation_id,
-        float(ttl_seconds),
-        variant_ids,
-    )
-    if not rows:
-        return None, []
-    return rows[0], [row for row in rows if row["variant_id"] is not None]
-
-
-async def reservation_for_attempt(
-    conn: asyncpg.Connection, order_id: str, attempt_id: uuid.UUID
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        f"SELECT {RESERVATION_COLUMNS} FROM stock_reservations WHERE order_id = $1 AND attempt_id = $2 FOR UPDATE",
-        order_id,
-        attempt_id,
-    )
-
-
-def hold_stock(reservation_id: str, lines: list[tuple[str, str, int]]) -> tuple[str, tuple[Any, ...]]:
-    """An active reservation's lines, and what they hold added to their (locked) variants, as the
-    CTE `held` (and `holding`) of the event handler's closing statement (`HandlerContext.write`).
-
-    `lines`: (variant_id, sku, quantity), one per variant."""
-    return (
-        """
-        held AS (
-            INSERT INTO stock_reservation_lines (reservation_id, variant_id, sku, quantity)
-            SELECT $1, variant_id, sku, quantity
-            FROM fresh, unnest($2::text[], $3::text[], $4::int[]) AS t(variant_id, sku, quantity)
-            RETURNING variant_id, quantity
-        ),
-        holding AS (
-            UPDATE variants v SET reserved = v.reserved + held.quantity FROM held WHERE v.id = held.variant_id
-            RETURNING v.id
-        )
-        """,
-        (reservation_id, [line[0] for line in lines], [line[1] for line in lines], [line[2] for line in lines]),
-    )
-
-
-async def insert_reservation_lines(
-    conn: asyncpg.Connection, reservation_id: str, lines: list[tuple[str, str, int]]
-) -> None:
-    """`lines`: (variant_id, sku, quantity), one per variant."""
-    await conn.execute(
-        """
-        INSERT INTO stock_reservation_lines (reservation_id, variant_id, sku, quantity)
-        SELECT $1, variant_id, sku, quantity
-        FROM unnest($2::text[], $3::text[], $4::int[]) AS t(variant_id, sku, quantity)
-        """,
-        reservation_id,
-        [line[0] for line in lines],
-        [line[1] for line in lines],
-        [line[2] for line in lines],
-    )
-
-
-async def reservation_with_lines(
-    conn: asyncpg.Connection, order_id: str, attempt_id: uuid.UUID
-) -> asyncpg.Record | None:
-    """`reservation_for_attempt` (locked) with its `lines` (JSON, in variant id order)."""
-    return await conn.fetchrow(
-        f"""
-        SELECT {RESERVATION_COLUMNS},
-            (SELECT coalesce(json_agg(l ORDER BY l.variant_id), '[]')
-             FROM (SELECT variant_id, sku, quantity FROM stock_reservation_lines WHERE reservation_id = r.id) l
-            ) AS lines
-        FROM stock_reservations r WHERE order_id = $1 AND attempt_id = $2
-        FOR UPDATE OF r
-        """,
-        order_id,
-        attempt_id,
-    )
-
-
-def commit_and_sell(
-    reservation: Any, lines: list[tuple[str, str, int]], *, basket_id: str, order_id: str
-) -> tuple[str, tuple[Any, ...]]:
-    """The reservation committed (compare-and-set on the status and version read under its lock;
-    a reservation inserted `committed` by this transaction passes as is), its lines sold
-    (inventory down and, for an active reservation, what it held given back), the basket marked
-    used: the CTE `committed` (and its followers) of the event handler's closing statement
-    (`HandlerContext.write`). Variants are locked in id order."""
-    return (
-        """
-        committed AS (
-            UPDATE stock_reservations SET status = 'committed', committed_at = now(), updated_at = now(),
-                version = version + 1
-            WHERE id = $1 AND status = $2 AND (version = $3 OR status = 'committed')
-                AND EXISTS (SELECT 1 FROM fresh)
-            RETURNING id
-        ),
-        sold AS (
-            SELECT t.variant_id, t.quantity FROM unnest($4::text[], $5::int[]) AS t(variant_id, quantity)
-            WHERE EXISTS (SELECT 1 FROM committed)
-        ),
-        locked AS (
-            SELECT v.id FROM variants v JOIN sold ON sold.variant_id = v.id ORDER BY v.id FOR NO KEY UPDATE OF v
-        ),
-        stock AS (
-            UPDATE variants v SET inventory = v.inventory - sold.quantity,
-                reserved = v.reserved - CASE WHEN $2 = 'active' THEN sold.quantity ELSE 0 END,
-                updated_at = now(), version = v.version + 1
-            FROM sold JOIN locked ON locked.id = sold.variant_id
-            WHERE v.id = sold.variant_id
-            RETURNING v.id
-        ),
-        used AS (
-            UPDATE baskets SET order_id = $7, used_at = now(), updated_at = now(), version = version + 1
-            WHERE id = $6 AND order_id IS NULL AND EXISTS (SELECT 1 FROM committed)
-            RETURNING id
-        )
-        """,
-        (
-            reservation["id"],
-            reservation["status"],
-            reservation["version"],
-            [line[0] for line in lines],
-            [line[2] for line in lines],
-            basket_id,
-            order_id,
-        ),
-    )
-
-
-async def set_refused(conn: asyncpg.Connection, reservation_id: str, errors: dict[str, list[str]]) -> None:
-    await conn.execute(
-        "UPDATE stock_reservations SET status = 'refused', errors = $2, updated_at = now(), version = version + 1 "
-        "WHERE id = $1 AND status = 'active'",
-        reservation_id,
-        errors,
-    )
-
-
-async def release_reservation(conn: asyncpg.Connection, reservation_id: str, version: int, reason: str) -> bool:
-    """active -> released (compare-and-set), what it held given back to its variants (locked in
-    id order); one statement."""
-    return await conn.fetchval(
-        """
-        WITH released AS (
-            UPDATE stock_reservations SET status = 'released', release_reason = $3, released_at = now(),
-                updated_at = now(), version = version + 1
-            WHERE id = $1 AND status = 'active' AND version = $2
-            RETURNING id
-        ),
-        held AS (
-            SELECT l.variant_id, l.quantity
-            FROM stock_reservation_lines l JOIN released ON released.id = l.reservation_id
-        ),
-        locked AS (
-            SELECT v.id FROM variants v JOIN held ON held.variant_id = v.id ORDER BY v.id FOR NO KEY UPDATE OF v
-        ),
-        freed AS (
-            UPDATE variants v SET reserved = v.reserved - held.quantity
-            FROM held JOIN locked ON locked.id = held.variant_id
-            WHERE v.id = held.variant_id
-            RETURNING v.id
-        )
-        SELECT EXISTS (SELECT 1 FROM released)
-        """,
-        reservation_id,
-        version,
-        reason,
-    )
-
-
-async def any_expired_reservation(conn: Conn) -> bool:
-    return await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE status = 'active' AND expires_at <= now())"
-    )
-
-
-async def expired_reservations(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Claims expired active reservations; replicas sweeping at once never claim the same row."""
-    return await conn.fetch(
-        f"""
-        SELECT {RESERVATION_COLUMNS} FROM stock_reservations
-        WHERE status = 'active' AND expires_at <= now()
-        ORDER BY expires_at
-        LIMIT $1
-        FOR UPDATE SKIP LOCKED
-        """,
-        limit,
-    )

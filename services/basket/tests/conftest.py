@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -13,9 +11,6 @@ import pytest
 from basket.app import create_app
 from basket.settings import BasketSettings
 from shared import db
-
-# The helpers module next to this file (tests import it as `basket_testkit`).
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from basket_testkit import API, create_product, create_variant, deliver, event_tap, sku
 
 from basket import domain
-from basket.consumers import basket_snapshot, commit_stock
+from basket.consumers import on_get_basket_snapshot, on_order_placed
 from basket.settings import BasketSettings
+from services.basket.tests.testkit import ADMIN, API, create_product, create_variant, deliver, event_tap, sku
 from shared.bus import RpcClient, Topology, connect
 from shared.contracts import BasketSnapshotReply, GetBasketSnapshot, LineQuantity, OrderPlaced
 
@@ -357,8 +357,6 @@ async def test_line_rules(
 
 
 async def test_a_purchasable_change_is_checked_on_update(client: Any, catalogue: Any) -> None:
-    from basket_testkit import ADMIN
-
     variant = await create_variant(client)
     response = await client.post(f"{API}/basket-lines?include=lines", json=_add(variant["id"], 1))
     line_id = (await response.json())["data"]["lines"]["data"][0]["id"]
@@ -422,7 +420,7 @@ async def test_a_used_basket_refuses_changes(client: Any, pool: asyncpg.Pool, ca
         lines=[LineQuantity(variant_id=catalogue["plain"]["id"], quantity=1)],
         placed_at="2026-01-01T00:00:00Z",
     )
-    await deliver(pool, commit_stock, placed)
+    await deliver(pool, on_order_placed, placed)
     forbidden = {"error": {"http_code": 403, "message": domain.MSG_BASKET_USED}}
     for method, path, body in [
         ("POST", "/baskets", {"basket_id": basket_id, "variants": []}),
@@ -438,7 +436,7 @@ async def test_a_used_basket_refuses_changes(client: Any, pool: asyncpg.Pool, ca
     response = await client.get(f"{API}/baskets/{basket_id}?include=lines")
     assert response.status == 200
     assert (await response.json())["data"] == created
-    reply = await basket_snapshot(pool, GetBasketSnapshot(basket_id=basket_id))
+    reply = await on_get_basket_snapshot(pool, GetBasketSnapshot(basket_id=basket_id))
     assert reply.basket is not None and reply.basket.used is True
 
 
@@ -460,6 +458,36 @@ async def test_twenty_concurrent_adds_end_as_one_line(client: Any) -> None:
     assert len(lines) == 1
     assert lines[0]["quantity"] == 1 + sum(quantities)
     assert body["data"]["sub_total"] == 10 * (1 + sum(quantities))
+
+
+async def test_concurrent_edits_of_one_basket_lose_nothing(client: Any) -> None:
+    """Every change of a basket is a unit of work that locks the basket first: concurrent edits of
+    one line, and of other lines of the same basket, queue and none is lost."""
+    product = await create_product(client, *({"inventory": 10_000} for _ in range(4)))
+    first, *others = (v["id"] for v in product["variants"]["data"])
+    created = await new_basket(client, first, 11)  # ten removals of one never empty it
+    basket_id, line_id = created["id"], created["lines"]["data"][0]["id"]
+
+    async def change(i: int) -> int:
+        if i % 3 == 0:
+            response = await client.post(f"{API}/basket-lines/{line_id}/add", json={"quantity": 2})
+        elif i % 3 == 1:
+            response = await client.post(
+                f"{API}/basket-lines", json={"basket_id": basket_id, **_add(others[i % len(others)], 1)}
+            )
+        else:
+            response = await client.put(f"{API}/basket-lines/{line_id}/remove", json={"quantity": 1})
+        return response.status
+
+    changes = range(30)
+    assert await asyncio.gather(*(change(i) for i in changes)) == [200] * 30
+    body = await (await client.get(f"{API}/baskets/{basket_id}?include=lines.variant")).json()
+    quantities = {line["variant"]["data"]["id"]: line["quantity"] for line in body["data"]["lines"]["data"]}
+    expected = {first: 11 + 2 * 10 - 10}
+    for i in changes:
+        if i % 3 == 1:
+            expected[others[i % len(others)]] = expected.get(others[i % len(others)], 0) + 1
+    assert quantities == expected
 
 
 async def test_every_change_announces_basket_changed(client: Any, infra: Any) -> None:
@@ -554,4 +582,4 @@ async def test_snapshot_through_the_broker(client: Any, settings: BasketSettings
             },
         ],
     }
-    assert await basket_snapshot(pool, GetBasketSnapshot(basket_id=basket_id)) == reply
+    assert await on_get_basket_snapshot(pool, GetBasketSnapshot(basket_id=basket_id)) == reply

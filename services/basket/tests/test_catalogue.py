@@ -6,9 +6,9 @@ from typing import Any
 
 import orjson
 import pytest
-from basket_testkit import ADMIN, API, create_product, create_variant, sku
 
 from basket.seed import CATALOGUE, seed
+from services.basket.tests.testkit import ADMIN, API, create_product, create_variant, sku
 from shared.http import IDENTITY_HEADER
 
 # The shared request-id middleware stores a string key on the request (aiohttp 3.14 warns).

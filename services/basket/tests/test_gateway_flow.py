@@ -7,10 +7,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from basket_testkit import sku
 
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
+from services.basket.tests.testkit import sku
 
 
 @pytest.fixture

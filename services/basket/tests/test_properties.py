@@ -7,9 +7,10 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import pytest
-from basket_testkit import API, create_product
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from services.basket.tests.testkit import API, create_product
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 

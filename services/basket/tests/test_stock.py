@@ -12,11 +12,12 @@ from typing import Any
 import aio_pika
 import asyncpg
 import pytest
-from basket_testkit import create_variant, deliver, event_tap
 
-from basket import queries
-from basket.consumers import commit_stock, release_expired, release_stock, reserve_stock, subscriptions
+from basket import stock_queries
+from basket.consumers import on_order_failed, on_order_placed, on_order_stock_requested, subscriptions
 from basket.settings import BasketSettings
+from basket.sweepers import release_expired
+from services.basket.tests.testkit import create_variant, deliver, event_tap, orders_envelope
 from shared.bus import EventConsumer, Topology
 from shared.contracts import (
     LineQuantity,
@@ -33,7 +34,7 @@ from shared.http import new_id
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
-reserve = functools.partial(reserve_stock, ttl_seconds=900)
+reserve = functools.partial(on_order_stock_requested, ttl_seconds=900)
 
 
 def order_id() -> str:
@@ -73,6 +74,10 @@ async def inventory(pool: asyncpg.Pool, variant_id: str) -> int:
     return await pool.fetchval("SELECT inventory FROM variants WHERE id = $1", variant_id)
 
 
+async def reserved(pool: asyncpg.Pool, variant_id: str) -> int:
+    return await pool.fetchval("SELECT reserved FROM variants WHERE id = $1", variant_id)
+
+
 async def reservations(pool: asyncpg.Pool, order: str) -> list[tuple[str, str | None]]:
     rows = await pool.fetch("SELECT status, release_reason FROM stock_reservations WHERE order_id = $1", order)
     return [(r["status"], r["release_reason"]) for r in rows]
@@ -99,8 +104,8 @@ async def test_reserve_then_commit_decrements_once(client: Any, pool: asyncpg.Po
         )
     ]
 
-    first = await deliver(pool, commit_stock, placed(request))
-    second = await deliver(pool, commit_stock, placed(request))  # another delivery (new event id)
+    first = await deliver(pool, on_order_placed, placed(request))
+    second = await deliver(pool, on_order_placed, placed(request))  # another delivery (new event id)
     assert (await inventory(pool, a["id"]), await inventory(pool, b["id"])) == (7, 0)
     assert first.emitted == [
         StockCommitted(
@@ -131,7 +136,7 @@ async def test_two_reservations_race_for_the_last_unit(client: Any, pool: asyncp
         assert statuses == ["active", "refused"]
         # Give the unit back for the next round.
         winner = next(r for r, ctx in zip(requests, contexts, strict=True) if isinstance(ctx.emitted[0], StockReserved))
-        await deliver(pool, release_stock, failed(winner))
+        await deliver(pool, on_order_failed, failed(winner))
 
 
 async def test_many_concurrent_reservations_never_oversell(client: Any, pool: asyncpg.Pool) -> None:
@@ -153,11 +158,11 @@ async def test_release_returns_the_stock(client: Any, pool: asyncpg.Pool) -> Non
     refused = await deliver(pool, reserve, stock_request([(variant["id"], 1)]))
     assert isinstance(refused.emitted[0], StockRefused)
 
-    released = await deliver(pool, release_stock, failed(request))
+    released = await deliver(pool, on_order_failed, failed(request))
     assert released.emitted == [
         StockReleased(order_id=request.order_id, reservation_id=reserved.reservation_id, reason="order-failed")
     ]
-    again = await deliver(pool, release_stock, failed(request))
+    again = await deliver(pool, on_order_failed, failed(request))
     assert again.emitted == []
     assert await reservations(pool, request.order_id) == [("released", "order-failed")]
     assert await inventory(pool, variant["id"]) == 2
@@ -168,7 +173,7 @@ async def test_release_returns_the_stock(client: Any, pool: asyncpg.Pool) -> Non
 async def test_expiry_returns_the_stock(client: Any, pool: asyncpg.Pool) -> None:
     variant = await create_variant(client, inventory=1)
     request = stock_request([(variant["id"], 1)])
-    reserved = (await deliver(pool, reserve_stock, request, ttl_seconds=0)).emitted[0]
+    reserved = (await deliver(pool, on_order_stock_requested, request, ttl_seconds=0)).emitted[0]
     assert isinstance(reserved, StockReserved)
     # Another process's sweeper may get there first; either way the reservation ends released.
     await release_expired(pool)
@@ -176,17 +181,39 @@ async def test_expiry_returns_the_stock(client: Any, pool: asyncpg.Pool) -> None
     later = await deliver(pool, reserve, stock_request([(variant["id"], 1)]))
     assert isinstance(later.emitted[0], StockReserved)
     # The failure of an expired attempt has nothing left to release.
-    assert (await deliver(pool, release_stock, failed(request))).emitted == []
+    assert (await deliver(pool, on_order_failed, failed(request))).emitted == []
+
+
+async def test_a_reservation_is_released_once_when_sweepers_and_its_failure_race(
+    client: Any, pool: asyncpg.Pool
+) -> None:
+    variant = await create_variant(client, inventory=10)
+    requests = [stock_request([(variant["id"], 2)]) for _ in range(3)]
+    for request in requests:
+        await deliver(pool, on_order_stock_requested, request, ttl_seconds=0)
+    assert await reserved(pool, variant["id"]) == 6
+    outcomes = await asyncio.gather(
+        release_expired(pool),
+        release_expired(pool),
+        *(deliver(pool, on_order_failed, failed(request)) for request in requests),
+    )
+    failures = [outcome for outcome in outcomes if not isinstance(outcome, int)]
+    # Each reservation released once: by a sweeper (as expired) or by its failure, never both.
+    released_by_failure = sum(len(delivery.emitted) for delivery in failures)
+    statuses = [(await reservations(pool, r.order_id))[0] for r in requests]
+    assert all(status == "released" for status, _ in statuses)
+    assert released_by_failure == sum(reason == "order-failed" for _, reason in statuses)
+    assert await reserved(pool, variant["id"]) == 0
 
 
 async def test_a_placed_order_is_sold_even_after_its_reservation_expired(client: Any, pool: asyncpg.Pool) -> None:
     variant = await create_variant(client, inventory=3)
     request = stock_request([(variant["id"], 2)])
-    await deliver(pool, reserve_stock, request, ttl_seconds=0)
+    await deliver(pool, on_order_stock_requested, request, ttl_seconds=0)
     await release_expired(pool)
     assert await reservations(pool, request.order_id) == [("released", "expired")]
-    await deliver(pool, commit_stock, placed(request))
-    await deliver(pool, commit_stock, placed(request))
+    await deliver(pool, on_order_placed, placed(request))
+    await deliver(pool, on_order_placed, placed(request))
     assert await inventory(pool, variant["id"]) == 1
     # Committed, with the history of its expiry kept.
     assert await reservations(pool, request.order_id) == [("committed", "expired")]
@@ -214,20 +241,51 @@ async def test_the_same_request_twice_reserves_once(client: Any, pool: asyncpg.P
 async def test_exact_redelivery_is_absorbed_by_the_inbox(
     settings: BasketSettings, client: Any, pool: asyncpg.Pool
 ) -> None:
+    """The broker redelivers what was handled but not acknowledged (the process died between the
+    commit and the ack): the inbox row, written by the unit of work first, stops it."""
     variant = await create_variant(client, inventory=5)
     request = stock_request([(variant["id"], 2)])
     envelope = envelope_for(request, "orders")
-    consumer = EventConsumer(pool, Topology.from_settings(settings), subscriptions(settings))
+    consumer = EventConsumer(pool, Topology.from_settings(settings), subscriptions(client.app))
     subscription = consumer.subscriptions[request.routing_key()]
     assert await consumer.handle(envelope, subscription, request) is True
     assert await consumer.handle(envelope, subscription, request) is False
     assert await reservations(pool, request.order_id) == [("active", None)]
+    assert await reserved(pool, variant["id"]) == 2
+
+    placed_event = orders_envelope(placed(request))
+    for handled in (True, False):
+        delivery = await deliver(pool, on_order_placed, placed(request), envelope=placed_event)
+        assert delivery.handled is handled
+        assert len(delivery.emitted) == int(handled)
+    assert (await inventory(pool, variant["id"]), await reserved(pool, variant["id"])) == (3, 0)
+
+
+async def test_concurrent_copies_of_one_event_have_one_effect(client: Any, pool: asyncpg.Pool) -> None:
+    """Two copies of one event in hand at once (a redelivery racing the first delivery): the second
+    waits on the inbox key, then finds the row and changes nothing."""
+    variant = await create_variant(client, inventory=5)
+    request = stock_request([(variant["id"], 2)])
+    envelope = orders_envelope(request)
+    copies = await asyncio.gather(*(deliver(pool, reserve, request, envelope=envelope) for _ in range(4)))
+    assert sorted(copy.handled for copy in copies) == [False, False, False, True]
+    assert [len(copy.emitted) for copy in copies if copy.handled] == [1]
+    assert await reservations(pool, request.order_id) == [("active", None)]
+    assert await reserved(pool, variant["id"]) == 2
+
+    failed_event = orders_envelope(failed(request))
+    copies = await asyncio.gather(
+        *(deliver(pool, on_order_failed, failed(request), envelope=failed_event) for _ in range(3))
+    )
+    assert sorted(copy.handled for copy in copies) == [False, False, True]
+    assert await reservations(pool, request.order_id) == [("released", "order-failed")]
+    assert await reserved(pool, variant["id"]) == 0
 
 
 async def test_failure_before_the_request_leaves_nothing_reserved(client: Any, pool: asyncpg.Pool) -> None:
     variant = await create_variant(client, inventory=1)
     request = stock_request([(variant["id"], 1)])
-    assert (await deliver(pool, release_stock, failed(request))).emitted == []
+    assert (await deliver(pool, on_order_failed, failed(request))).emitted == []
     late = await deliver(pool, reserve, request)
     assert late.emitted == []
     assert await reservations(pool, request.order_id) == [("released", "order-failed")]
@@ -312,16 +370,16 @@ async def test_reserved_on_the_variant_is_what_active_reservations_hold(client: 
     for request in (sold, failing, kept):
         await deliver(pool, reserve, request)
     for request in (expiring, late):
-        await deliver(pool, reserve_stock, request, ttl_seconds=0)
+        await deliver(pool, on_order_stock_requested, request, ttl_seconds=0)
     assert await held() == {a["id"]: (10, 10), b["id"]: (15, 15)}
     refused = await deliver(pool, reserve, stock_request([(a["id"], 41)]))
     assert isinstance(refused.emitted[0], StockRefused)  # 50 - 10 held: 40 free
     for _ in range(2):  # each event twice
-        await deliver(pool, commit_stock, placed(sold))
-        await deliver(pool, release_stock, failed(failing))
+        await deliver(pool, on_order_placed, placed(sold))
+        await deliver(pool, on_order_failed, failed(failing))
     await release_expired(pool)
-    await deliver(pool, commit_stock, placed(late))  # sold after its reservation expired
-    await deliver(pool, commit_stock, placed(stock_request([(a["id"], 1)])))  # sold, never reserved
+    await deliver(pool, on_order_placed, placed(late))  # sold after its reservation expired
+    await deliver(pool, on_order_placed, placed(stock_request([(a["id"], 1)])))  # sold, never reserved
     assert await held() == {a["id"]: (2, 2), b["id"]: (3, 3)}  # only `kept` holds stock now
     assert (await inventory(pool, a["id"]), await inventory(pool, b["id"])) == (50 - 2 - 2 - 1, 50 - 3 - 3)
 
@@ -334,7 +392,7 @@ async def test_a_new_basket_does_not_wait_for_a_reservation_holding_its_variants
     a = await create_variant(client, inventory=10)
     b = await create_variant(client, inventory=10)
     async with pool.acquire() as conn, conn.transaction():
-        _, locked = await queries.insert_reservation_locking_stock(
+        _, locked = await stock_queries.insert_reservation_locking_stock(
             conn,
             reservation_id=new_id(),
             order_id=f"order{uuid.uuid4().hex[:12]}",

@@ -14,9 +14,10 @@ import aio_pika
 import asyncpg
 import orjson
 
-from shared.bus import EventConsumer, HandlerContext, Subscription, Topology
-from shared.contracts import Contract, envelope_for
+from shared.bus import EventConsumer, EventHandler, Subscription, Topology
+from shared.contracts import Contract, Envelope, envelope_for
 from shared.http import IDENTITY_HEADER
+from shared.uow import UnitOfWork
 
 API = "/api/v1"
 ADMIN = {IDENTITY_HEADER: orjson.dumps({"sub": "tests", "roles": ["admin"]}).decode()}
@@ -40,33 +41,38 @@ async def create_variant(client: Any, **fields: Any) -> dict[str, Any]:
 
 @dataclass
 class Delivery:
-    """What one delivery of an event emitted, as far as the bus wrote it to the outbox."""
+    """What one delivery of an event emitted (written to the outbox with the handler's change)."""
 
+    handled: bool
     emitted: list[Contract] = field(default_factory=list)
 
 
-async def deliver(pool: asyncpg.Pool, handler: Any, payload: Contract, **kwargs: Any) -> Delivery:
-    """Run a consumer's handler through the bus's own consumer (its transaction, the closing
-    statement with the inbox row, the handler's change and its events), from an orders envelope."""
-    envelope = envelope_for(payload, "orders", correlation_id=f"test-{uuid.uuid4().hex[:8]}")
-    delivery = Delivery()
-    contexts: list[HandlerContext] = []
+def orders_envelope(payload: Contract) -> Envelope:
+    """Orders' envelope for `payload`, with a new event id each time."""
+    return envelope_for(payload, "orders", correlation_id=f"test-{uuid.uuid4().hex[:8]}")
 
-    async def recording(ctx: HandlerContext, message: Contract) -> None:
-        contexts.append(ctx)
-        emit = ctx.emit
 
-        async def record(event: Contract) -> None:
-            await emit(event)
+async def deliver(
+    pool: asyncpg.Pool, handler: EventHandler, payload: Contract, *, envelope: Envelope | None = None, **kwargs: Any
+) -> Delivery:
+    """Deliver `payload` to a consumer's handler through the bus's own `EventConsumer.handle` (its
+    unit of work, inbox row first), as orders would send it; a new event id unless `envelope` is
+    given. `kwargs` go to the handler."""
+    delivery = Delivery(handled=False)
+
+    async def recording(uow: UnitOfWork, message: Contract) -> None:
+        emit = uow.emit
+
+        def record(event: Contract) -> None:
+            emit(event)
             delivery.emitted.append(event)
 
-        ctx.emit = record  # type: ignore[method-assign]
-        await handler(ctx, message, **kwargs)
+        uow.emit = record  # type: ignore[method-assign]
+        await handler(uow, message, **kwargs)
 
-    consumer = EventConsumer(pool, Topology("test", "basket"), {})
-    assert await consumer.handle(envelope, Subscription(type(payload), recording), payload), "a new envelope each time"
-    if not contexts[0].outgoing:  # the change did not take place: nothing was announced
-        delivery.emitted.clear()
+    subscription = Subscription(type(payload), recording)
+    consumer = EventConsumer(pool, Topology("test", "basket"), [subscription])
+    delivery.handled = await consumer.handle(envelope or orders_envelope(payload), subscription, payload)
     return delivery
 
 
