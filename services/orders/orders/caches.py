@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Generic, TypeVar
 
 from aiohttp import web
@@ -68,3 +68,9 @@ class Caches:
 
 
 CACHES = web.AppKey("caches", Caches)
+
+
+async def caches(app: web.Application) -> AsyncIterator[None]:
+    """The app's caches, for `create_service_app(resources=...)`."""
+    app[CACHES] = Caches()
+    yield

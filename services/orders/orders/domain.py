@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import pycountry
 
@@ -43,8 +43,6 @@ EDITABLE = frozenset({AWAITING_PAYMENT, FAILED})
 PROCESSABLE = EDITABLE
 
 SLUG = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-
-Action = Literal["process", "fail", "place", "dispatch", "expire", "refund", "void", "admin"]
 
 
 def is_success(status: str) -> bool:
@@ -211,10 +209,6 @@ def reference(prefix: str, period: str, number: int) -> str:
 
 def invoice_reference(ref: str) -> str:
     return f"#INV-{ref}"
-
-
-def display_id(number: int) -> str:
-    return f"#ORD-{number:04d}"
 
 
 # ---------------------------------------------------------------------------------------------

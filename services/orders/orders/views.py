@@ -1,16 +1,222 @@
-"""Orders, lines and transactions as the GetCandy wire shows them (see models.py for the schema)."""
+"""Orders, lines, transactions and shipping prices as the GetCandy wire shows them: the response
+models (the OpenAPI document is generated from them, see `routes.py`) and the functions that
+build the responses. Amounts are integer minor units, except the basket's own decimal amounts
+under `include=basket`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from aiohttp import web
+from pydantic import BaseModel, Field
 
-from orders import domain, queries
-from shared import money
+from orders import attempt_queries, domain, queries
+from shared import http, money, runtime
+from shared.contracts import ShippingPriceView
+from shared.http import PaginationLinks, PaginationMeta
+
+# ---------------------------------------------------------------------------------------------
+# Response models
+
+
+class AddressOut(BaseModel):
+    firstname: str | None
+    lastname: str | None
+    company_name: str | None
+    address: str | None
+    address_two: str | None
+    address_three: str | None
+    city: str | None
+    county: str | None
+    state: str | None
+    zip: str | None
+    country: str | None = Field(description="The country's name, as upstream")
+    phone: str | None
+    email: str | None
+    vat_no: str | None
+
+
+class ShippingDetailsOut(AddressOut):
+    method: str | None
+    preference: str | None
+
+
+class ContactOut(BaseModel):
+    email: str | None
+    phone: str | None
+
+
+class WeightOut(BaseModel):
+    value: int | float
+    unit: str
+
+
+class VariantSnapshotOut(BaseModel):
+    id: str
+    product_id: str | None
+    sku: str
+    name: str
+    options: str | None
+    requires_shipping: bool
+    weight: WeightOut
+
+
+class VariantRel(BaseModel):
+    data: VariantSnapshotOut
+
+
+class LineOut(BaseModel):
+    id: str
+    sku: str
+    description: str
+    option: str | None
+    quantity: int
+    unit_price: int
+    unit_qty: int
+    line_total: int
+    tax_total: int
+    tax_rate: int | float = Field(description="Percent, as upstream (20)")
+    discount_total: int
+    delivery_total: int
+    is_shipping: bool
+    is_manual: bool
+    meta: dict[str, Any]
+    variant: VariantRel | None = Field(default=None, description="With include=lines.variant; goods lines only")
+
+
+class LinesRel(BaseModel):
+    data: list[LineOut]
+
+
+class ShippingRel(BaseModel):
+    data: LineOut | None
+
+
+class TransactionOut(BaseModel):
+    id: str
+    transaction_id: str
+    merchant: str
+    amount: int
+    currency: str
+    provider: str
+    driver: str
+    success: bool
+    refund: bool
+    status: str
+    card_type: str | None
+    last_four: str | None
+    notes: str | None
+    created_at: str
+
+
+class TransactionsRel(BaseModel):
+    data: list[TransactionOut]
+
+
+class BasketOut(BaseModel):
+    """The basket as of the order's last sync, in the basket's decimal wire amounts."""
+
+    id: str
+    sub_total: int | float
+    tax_total: int | float
+    discount_total: int | float
+    total: int | float
+    currency: str
+
+
+class BasketRel(BaseModel):
+    data: BasketOut | None
+
+
+class OrderOut(BaseModel):
+    id: str
+    display_id: str
+    reference: str | None
+    invoice_reference: str | None
+    customer_reference: str | None
+    type: str | None
+    status: str
+    currency: str
+    sub_total: int
+    delivery_total: int
+    discount_total: int
+    tax_total: int
+    order_total: int
+    shipping_method: str | None
+    shipping_preference: str | None
+    tracking_no: str | None
+    contact_details: ContactOut
+    billing_details: AddressOut
+    shipping_details: ShippingDetailsOut
+    notes: str | None
+    meta: dict[str, Any] | list[Any]
+    placed_at: str | None
+    dispatched_at: str | None
+    created_at: str
+    updated_at: str
+    lines: LinesRel | None = None
+    shipping: ShippingRel | None = None
+    transactions: TransactionsRel | None = None
+    basket: BasketRel | None = None
+
+
+class OrderEnvelope(BaseModel):
+    data: OrderOut
+
+
+class OrderList(BaseModel):
+    data: list[OrderOut]
+    meta: PaginationMeta
+    links: PaginationLinks
+
+
+class ShippingMethodOut(BaseModel):
+    id: str
+    type: str
+    name: str
+    description: str | None
+    code: str | None
+
+
+class ShippingMethodRel(BaseModel):
+    data: ShippingMethodOut
+
+
+class ShippingZoneOut(BaseModel):
+    id: str
+    name: str
+
+
+class ShippingZoneRel(BaseModel):
+    data: ShippingZoneOut
+
+
+class ShippingPriceOut(BaseModel):
+    id: str = Field(description="The shipping price id, to send to PUT /orders/{id}/shipping/cost")
+    rate: int
+    tax: int
+    fixed: bool
+    min_basket: int
+    min_weight: int
+    weight_unit: str
+    currency: str
+    method: ShippingMethodRel
+    zone: ShippingZoneRel
+
+
+class ShippingPriceList(BaseModel):
+    data: list[ShippingPriceOut]
+
+
+# ---------------------------------------------------------------------------------------------
+# Building responses: every body is one of the models above, serialised with only the fields
+# set (a relation not included is absent, not null)
+
 
 ORDER_INCLUDES = frozenset({"lines", "lines.variant", "shipping", "transactions", "basket"})
 
@@ -27,128 +233,182 @@ def _grams_as_kg(grams: int) -> int | float:
     return int(kg) if kg == kg.to_integral_value() else float(kg)
 
 
-def line_view(row: Mapping[str, Any], with_variant: bool = False) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": row["id"],
-        "sku": row["sku"],
-        "description": row["description"],
-        "option": row["option"],
-        "quantity": row["quantity"],
-        "unit_price": row["unit_price"],
-        "unit_qty": row["unit_qty"],
-        "line_total": row["line_total"],
-        "tax_total": row["tax_total"],
-        "tax_rate": money.rate_percent(row["tax_rate"]),
-        "discount_total": row["discount_total"],
-        "delivery_total": row["delivery_total"],
-        "is_shipping": row["is_shipping"],
-        "is_manual": row["is_manual"],
-        "meta": row["meta"] or {},
-    }
+def line_out(row: Mapping[str, Any], with_variant: bool = False) -> LineOut:
+    line = LineOut(
+        id=row["id"],
+        sku=row["sku"],
+        description=row["description"],
+        option=row["option"],
+        quantity=row["quantity"],
+        unit_price=row["unit_price"],
+        unit_qty=row["unit_qty"],
+        line_total=row["line_total"],
+        tax_total=row["tax_total"],
+        tax_rate=money.rate_percent(row["tax_rate"]),
+        discount_total=row["discount_total"],
+        delivery_total=row["delivery_total"],
+        is_shipping=row["is_shipping"],
+        is_manual=row["is_manual"],
+        meta=row["meta"] or {},
+    )
     if with_variant and row["variant_id"]:
         # The variant as it was when the basket was snapshot: orders never reads basket's data.
-        view["variant"] = {
-            "data": {
-                "id": row["variant_id"],
-                "product_id": row["product_id"],
-                "sku": row["sku"],
-                "name": row["description"],
-                "options": row["option"],
-                "requires_shipping": row["requires_shipping"],
-                "weight": {"value": _grams_as_kg(row["weight_grams"]), "unit": "kg"},
-            }
-        }
-    return view
+        line.variant = VariantRel(
+            data=VariantSnapshotOut(
+                id=row["variant_id"],
+                product_id=row["product_id"],
+                sku=row["sku"],
+                name=row["description"],
+                options=row["option"],
+                requires_shipping=row["requires_shipping"],
+                weight=WeightOut(value=_grams_as_kg(row["weight_grams"]), unit="kg"),
+            )
+        )
+    return line
 
 
-def transaction_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "transaction_id": row["transaction_id"],
-        "merchant": row["merchant"],
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "provider": row["provider"],
-        "driver": row["driver"],
-        "success": row["success"],
-        "refund": row["refund"],
-        "status": row["status"],
-        "card_type": row["card_type"],
-        "last_four": row["last_four"],
-        "notes": row["notes"],
-        "created_at": iso(row["created_at"]),
-    }
+def transaction_out(row: Mapping[str, Any]) -> TransactionOut:
+    return TransactionOut(
+        id=row["id"],
+        transaction_id=row["transaction_id"],
+        merchant=row["merchant"],
+        amount=row["amount"],
+        currency=row["currency"],
+        provider=row["provider"],
+        driver=row["driver"],
+        success=row["success"],
+        refund=row["refund"],
+        status=row["status"],
+        card_type=row["card_type"],
+        last_four=row["last_four"],
+        notes=row["notes"],
+        created_at=iso(row["created_at"]),
+    )
 
 
-def basket_view(order: Mapping[str, Any]) -> dict[str, Any] | None:
+def basket_out(order: Mapping[str, Any]) -> BasketOut | None:
     totals = order["basket_totals"]
     if not totals:
         return None
     currency = totals.get("currency", order["currency"])
-    return {
-        "id": order["basket_id"],
-        "sub_total": money.to_major_number(totals["sub_total"], currency),
-        "tax_total": money.to_major_number(totals["tax_total"], currency),
-        "discount_total": money.to_major_number(totals["discount_total"], currency),
-        "total": money.to_major_number(totals["total"], currency),
-        "currency": currency,
-    }
+    return BasketOut(
+        id=order["basket_id"],
+        sub_total=money.to_major_number(totals["sub_total"], currency),
+        tax_total=money.to_major_number(totals["tax_total"], currency),
+        discount_total=money.to_major_number(totals["discount_total"], currency),
+        total=money.to_major_number(totals["total"], currency),
+        currency=currency,
+    )
 
 
-def order_view(
+def order_out(
     order: Mapping[str, Any],
     includes: Iterable[str] = (),
-    lines: list[Mapping[str, Any]] | None = None,
-    transactions: list[Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
+    lines: Sequence[Mapping[str, Any]] | None = None,
+    transactions: Sequence[Mapping[str, Any]] | None = None,
+) -> OrderOut:
+    """The order, with the relations in `includes` that were read (`lines`, `transactions`)."""
     wanted = set(includes)
     contact = order["contact_details"] or {}
-    shipping = domain.address_view(order["shipping_details"])
-    shipping["method"] = order["shipping_method"]
-    shipping["preference"] = order["shipping_preference"]
-    view: dict[str, Any] = {
-        "id": order["id"],
-        "display_id": order["display_id"],
-        "reference": order["reference"],
-        "invoice_reference": order["invoice_reference"],
-        "customer_reference": order["customer_reference"],
-        "type": order["type"],
-        "status": order["status"],
-        "currency": order["currency"],
-        "sub_total": order["sub_total"],
-        "delivery_total": order["delivery_total"],
-        "discount_total": order["discount_total"],
-        "tax_total": order["tax_total"],
-        "order_total": order["order_total"],
-        "shipping_method": order["shipping_method"],
-        "shipping_preference": order["shipping_preference"],
-        "tracking_no": order["tracking_no"],
-        "contact_details": {"email": contact.get("email"), "phone": contact.get("phone")},
-        "billing_details": domain.address_view(order["billing_details"]),
-        "shipping_details": shipping,
-        "notes": order["notes"],
-        "meta": order["meta"] if order["meta"] is not None else {},
-        "placed_at": iso(order["placed_at"]),
-        "dispatched_at": iso(order["dispatched_at"]),
-        "created_at": iso(order["created_at"]),
-        "updated_at": iso(order["updated_at"]),
-    }
+    out = OrderOut(
+        id=order["id"],
+        display_id=order["display_id"],
+        reference=order["reference"],
+        invoice_reference=order["invoice_reference"],
+        customer_reference=order["customer_reference"],
+        type=order["type"],
+        status=order["status"],
+        currency=order["currency"],
+        sub_total=order["sub_total"],
+        delivery_total=order["delivery_total"],
+        discount_total=order["discount_total"],
+        tax_total=order["tax_total"],
+        order_total=order["order_total"],
+        shipping_method=order["shipping_method"],
+        shipping_preference=order["shipping_preference"],
+        tracking_no=order["tracking_no"],
+        contact_details=ContactOut(email=contact.get("email"), phone=contact.get("phone")),
+        billing_details=AddressOut(**domain.address_view(order["billing_details"])),
+        shipping_details=ShippingDetailsOut(
+            **domain.address_view(order["shipping_details"]),
+            method=order["shipping_method"],
+            preference=order["shipping_preference"],
+        ),
+        notes=order["notes"],
+        meta=order["meta"] if order["meta"] is not None else {},
+        placed_at=iso(order["placed_at"]),
+        dispatched_at=iso(order["dispatched_at"]),
+        created_at=iso(order["created_at"]),
+        updated_at=iso(order["updated_at"]),
+    )
     if lines is not None:
         if "lines" in wanted:
-            view["lines"] = {"data": [line_view(line, "lines.variant" in wanted) for line in lines]}
+            out.lines = LinesRel(data=[line_out(line, "lines.variant" in wanted) for line in lines])
         if "shipping" in wanted:
             ship = next((line for line in lines if line["is_shipping"]), None)
-            view["shipping"] = {"data": line_view(ship) if ship is not None else None}
+            out.shipping = ShippingRel(data=line_out(ship) if ship is not None else None)
     if transactions is not None and "transactions" in wanted:
-        view["transactions"] = {"data": [transaction_view(tx) for tx in transactions]}
+        out.transactions = TransactionsRel(data=[transaction_out(tx) for tx in transactions])
     if "basket" in wanted:
-        view["basket"] = {"data": basket_view(order)}
-    return view
+        out.basket = BasketRel(data=basket_out(order))
+    return out
 
 
-async def load_order_view(conn: queries.Conn, order: asyncpg.Record, includes: Iterable[str]) -> dict[str, Any]:
-    """The order with the relations asked for, read with as few queries as they need."""
+async def load_order_outs(
+    conn: queries.Conn, orders: Sequence[asyncpg.Record], includes: Iterable[str]
+) -> list[OrderOut]:
+    """Orders with the relations asked for: one query per relation, whatever the number of orders."""
     wanted = set(includes) & ORDER_INCLUDES
-    lines = await queries.get_lines(conn, order["id"]) if wanted & {"lines", "shipping"} else None
-    transactions = await queries.get_transactions(conn, order["id"]) if "transactions" in wanted else None
-    return order_view(order, wanted, lines, transactions)
+    ids = [order["id"] for order in orders]
+    lines: dict[str, list[asyncpg.Record]] | None = None
+    if ids and wanted & {"lines", "shipping"}:
+        lines = {order_id: [] for order_id in ids}
+        for line in await queries.get_lines_for(conn, ids):
+            lines[line["order_id"]].append(line)
+    transactions: dict[str, list[asyncpg.Record]] | None = None
+    if ids and "transactions" in wanted:
+        transactions = {order_id: [] for order_id in ids}
+        for tx in await attempt_queries.get_transactions_for(conn, ids):
+            transactions[tx["order_id"]].append(tx)
+    return [
+        order_out(
+            order,
+            wanted,
+            lines[order["id"]] if lines is not None else None,
+            transactions[order["id"]] if transactions is not None else None,
+        )
+        for order in orders
+    ]
+
+
+def body(model: BaseModel, status: int = 200) -> web.Response:
+    """A response model as the body: only the fields set, by their wire names."""
+    return http.json_response(model.model_dump(by_alias=True, exclude_unset=True), status=status)
+
+
+async def respond(
+    request: web.Request, order: asyncpg.Record, status: int = 200, extra: Iterable[str] = ()
+) -> web.Response:
+    """The order as the response, with the relations the request includes (and `extra`)."""
+    [out] = await load_order_outs(request.app[runtime.POOL], [order], http.includes(request) | set(extra))
+    return body(OrderEnvelope(data=out), status)
+
+
+def price_out(price: ShippingPriceView) -> ShippingPriceOut:
+    method = price.method
+    return ShippingPriceOut(
+        id=price.id,
+        rate=price.rate,
+        tax=price.tax,
+        fixed=price.fixed,
+        min_basket=price.min_basket,
+        min_weight=price.min_weight,
+        weight_unit=price.weight_unit,
+        currency=price.currency,
+        method=ShippingMethodRel(
+            data=ShippingMethodOut(
+                id=method.id, type=method.type, name=method.name, description=method.description, code=method.code
+            )
+        ),
+        zone=ShippingZoneRel(data=ShippingZoneOut(id=price.zone.id, name=price.zone.name)),
+    )

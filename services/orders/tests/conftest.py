@@ -10,10 +10,7 @@ requests. Both are dropped with the run's database / at the end of the session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -23,14 +20,11 @@ import pytest
 from orders.__main__ import MIGRATIONS
 from orders.app import create_app
 from orders.settings import OrdersSettings
+from services.orders.tests.testkit import FakeShipping, Payments, Peer, Store
 from shared import db
-from shared.bus import RpcServer, Topology, declare_topology
-from shared.contracts import Contract, Envelope, envelope_for
+from shared.bus import Responder, RpcServer, Topology
+from shared.contracts import GetBasketSnapshot, QuoteShipping, ResolvePayment
 from tests.support import delete_bus_namespace
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from orders_testkit import FakeShipping, Payments, Store
 
 SCHEMA = "orders_it"
 
@@ -95,9 +89,9 @@ async def responders(
 ) -> AsyncIterator[None]:
     """basket.snapshot, shipping.quote and payment.resolve answered by in-test responders."""
     servers = [
-        RpcServer(Topology(settings.bus_namespace, "basket"), {"basket.snapshot": store.snapshot}),
-        RpcServer(Topology(settings.bus_namespace, "shipping"), {"shipping.quote": shipping.quote}),
-        RpcServer(Topology(settings.bus_namespace, "payments"), {"payment.resolve": payments.resolve}),
+        RpcServer(Topology(settings.bus_namespace, "basket"), [Responder(GetBasketSnapshot, store.snapshot)]),
+        RpcServer(Topology(settings.bus_namespace, "shipping"), [Responder(QuoteShipping, shipping.quote)]),
+        RpcServer(Topology(settings.bus_namespace, "payments"), [Responder(ResolvePayment, payments.resolve)]),
     ]
     for server in servers:
         await server.start(broker)
@@ -119,58 +113,6 @@ async def app_factory(aiohttp_client: Any) -> Callable[..., Awaitable[Any]]:
 @pytest.fixture
 async def client(app_factory: Any, settings: OrdersSettings, responders: None) -> Any:
     return await app_factory(settings)
-
-
-class Peer:
-    """Another service on the bus: its event queue (what orders sent it) and its publisher."""
-
-    def __init__(self, broker: Any, namespace: str, service: str) -> None:
-        self.broker = broker
-        self.topology = Topology(namespace, service)
-        self.received: asyncio.Queue[Envelope] = asyncio.Queue()
-        self.on_event: Callable[[Envelope], Awaitable[None]] | None = None
-        self._channel: Any = None
-        self._exchange: Any = None
-
-    async def start(self) -> None:
-        self._channel = await self.broker.channel()
-        queue = await declare_topology(self._channel, self.topology)
-        assert queue is not None
-        await queue.purge()
-        self._exchange = await self._channel.get_exchange(self.topology.events_exchange)
-        await queue.consume(self._deliver)
-
-    async def stop(self) -> None:
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.close()
-
-    async def _deliver(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        async with message.process():
-            envelope = Envelope.model_validate_json(message.body)
-            await self.received.put(envelope)
-            if self.on_event is not None:
-                await self.on_event(envelope)
-
-    async def publish(self, payload: Contract, envelope: Envelope | None = None) -> Envelope:
-        envelope = envelope or envelope_for(payload, self.topology.service)
-        await self._exchange.publish(
-            aio_pika.Message(
-                envelope.model_dump_json().encode(),
-                content_type="application/json",
-                message_id=str(envelope.event_id),
-                type=envelope.routing_key,
-            ),
-            routing_key=envelope.routing_key,
-        )
-        return envelope
-
-    async def next(self, routing_key: str, timeout: float = 10.0) -> Envelope:
-        async with asyncio.timeout(timeout):
-            while True:
-                envelope = await self.received.get()
-                if envelope.routing_key == routing_key:
-                    return envelope
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orders_testkit import ADDRESS, FakeShipping, Store, line
-
 from orders.caches import TtlCache
+from services.orders.tests.testkit import ADDRESS, FakeShipping, Store, line
 
 URL = "/api/v1/orders"
 

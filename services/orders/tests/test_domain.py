@@ -124,7 +124,6 @@ def test_references() -> None:
     assert domain.reference("", period, 7) == "2024-03-0007"
     assert domain.reference("CANDY-", period, 12345) == "CANDY-2024-03-12345"
     assert domain.invoice_reference("2024-03-0007") == "#INV-2024-03-0007"
-    assert domain.display_id(1) == "#ORD-0001"
 
 
 @pytest.mark.parametrize(

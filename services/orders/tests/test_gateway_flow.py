@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from orders_testkit import ADDRESS
 
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
+from services.orders.tests.testkit import ADDRESS
 from tests.support import Stack
 
 ADMIN = {"Authorization": f"Bearer {mint_token(GatewaySettings())}"}

@@ -9,12 +9,9 @@ from typing import Any
 
 import asyncpg
 import pytest
-from orders_testkit import ADDRESS, ADMIN, FakeShipping, Store, line
 
-from orders import domain, queries
 from orders.settings import OrdersSettings
-from shared import outbox
-from shared.contracts import OrderCreated
+from services.orders.tests.testkit import ADDRESS, ADMIN, FakeShipping, Store, line
 from shared.http import new_id
 
 # shared/http.py stores the request id under a str key (aiohttp 3.14 warns; the foundation owns it).
@@ -104,49 +101,50 @@ async def test_concurrent_creates_make_one_order(client: Any, store: Store, pool
     assert await pool.fetchval("SELECT count(*) FROM order_lines WHERE order_id = $1", ids.pop()) == 1
 
 
-async def test_no_second_order_while_the_first_is_being_placed(
-    client: Any, store: Store, pool: asyncpg.Pool, settings: OrdersSettings
-) -> None:
-    """Placing commits after the create's statement took its snapshot (which saw no placed order):
-    the placed row's key in the unique index still refuses the second order."""
+async def test_no_second_order_while_the_first_is_being_placed(client: Any, store: Store, pool: asyncpg.Pool) -> None:
+    """A create racing the placement of the basket's order (placed, not yet committed; basket has
+    not heard of it, so its snapshot is not `used`): the unique index makes the create wait for the
+    placement, then it finds the order placed. No second order."""
     basket_id = store.put([line("A", 1, 1000)])
     order = await create(client, basket_id)
-    totals = domain.Totals(sub_total=1000, delivery_total=0, discount_total=0, tax_total=0, order_total=1000)
-    event = outbox.outgoing(
-        OrderCreated(
-            order_id="second00000000000000",
-            basket_id=basket_id,
-            status="awaiting-payment",
-            order_total=1000,
-            currency="GBP",
-        ),
-        "orders",
-    )
     async with pool.acquire() as placing:
         async with placing.transaction():
             await placing.execute(
                 "UPDATE orders SET status = 'payment-received', placed_at = now(), reference = 'REF-1' WHERE id = $1",
                 order["id"],
             )
-            second = asyncio.create_task(
-                queries.create_order(
-                    pool,
-                    order_id="second00000000000000",
-                    basket_id=basket_id,
-                    currency="GBP",
-                    order_type=None,
-                    weight_grams=0,
-                    basket_totals={},
-                    totals=totals,
-                    lines=[],
-                    event=event,
-                )
-            )
+            second = asyncio.create_task(client.post(URL, json={"basket_id": basket_id}))
             await asyncio.sleep(0.3)  # the create is waiting on the placing row's index entry
             assert not second.done()
-        assert await second is None
+        response = await second
+    assert response.status == 403
+    assert (await response.json())["error"]["message"] == "This basket already has an order that has been placed"
     assert await pool.fetchval("SELECT count(*) FROM orders WHERE basket_id = $1", basket_id) == 1
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", event.event_id) == 0
+
+
+async def test_concurrent_edits_of_one_order_lose_nothing(client: Any, store: Store, shipping: FakeShipping) -> None:
+    """Addresses, contact and the shipping price set at once: each edit locks the order and
+    changes its own field, the price is re-checked against the address it was found for."""
+    order = await create(client, store.put([line("A", 2, 1000)]))
+    order_id = order["id"]
+    await put(client, f"{order_id}/shipping/address", ADDRESS)
+    moved = ADDRESS | {"zip": "SW1A 1AA", "city": "London"}
+    edits = [
+        ("shipping/address", moved),
+        ("billing/address", ADDRESS | {"firstname": "Billy"}),
+        ("contact", {"email": "sweets@example.com", "phone": "0123"}),
+        ("shipping/cost", {"price_id": shipping.uk_express.id, "preference": "afternoon"}),
+    ] * 3
+    responses = await asyncio.gather(*(client.put(f"{URL}/{order_id}/{path}", json=body) for path, body in edits))
+    assert [r.status for r in responses] == [200] * len(edits)
+    after = await get(client, order_id, "lines")
+    assert (after["shipping_details"]["zip"], after["shipping_details"]["city"]) == ("SW1A 1AA", "London")
+    assert after["billing_details"]["firstname"] == "Billy"
+    assert after["contact_details"] == {"email": "sweets@example.com", "phone": "0123"}
+    assert (after["shipping_method"], after["shipping_preference"]) == ("Express Delivery", "afternoon")
+    assert after["delivery_total"] == 1000
+    assert after["order_total"] == 2000 + 1000 + 400 + 200
+    assert [li["sku"] for li in after["lines"]["data"]] == ["A", "EXP"]
 
 
 @pytest.mark.parametrize(

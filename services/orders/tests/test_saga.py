@@ -12,13 +12,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from orders_testkit import ADDRESS, ADMIN, CARD, OFFLINE, FakeShipping, Store, line
+from aiohttp import web
 
-from conftest import Peer
-from orders import consumers, saga
+from orders import consumers, sweepers
 from orders.settings import OrdersSettings
-from shared import db
-from shared.bus import EventConsumer, HandlerContext, Topology
+from services.orders.tests.testkit import ADDRESS, ADMIN, CARD, OFFLINE, FakeShipping, Peer, Store, line
+from shared import db, runtime
+from shared.bus import EventConsumer, Topology
 from shared.contracts import (
     Contract,
     Envelope,
@@ -379,12 +379,15 @@ async def test_process_validation_changes_nothing(
 
 
 class Deliverer:
+    """The orders app's own consumer, without its queue: the test hands it the envelopes."""
+
     def __init__(self, pool: asyncpg.Pool, settings: OrdersSettings) -> None:
-        self.subscriptions = consumers.subscriptions(settings)
-        self.consumer = EventConsumer(pool, Topology.from_settings(settings), self.subscriptions)
+        app = web.Application()
+        app[runtime.SETTINGS] = settings
+        self.consumer = EventConsumer(pool, Topology.from_settings(settings), consumers.subscriptions(app))
 
     async def __call__(self, envelope: Envelope) -> bool:
-        subscription = self.subscriptions[envelope.routing_key]
+        subscription = self.consumer.subscriptions[envelope.routing_key]
         return await self.consumer.handle(envelope, subscription, subscription.model.model_validate(envelope.payload))
 
     async def twice_and_late(self, payload: Contract, producer: str) -> None:
@@ -438,21 +441,22 @@ async def outbox_count(pool: asyncpg.Pool, routing_key: str, order_id: str) -> i
     )
 
 
-async def test_stock_reserved_has_one_effect_without_a_transaction(
+async def test_stock_reserved_has_one_effect(
     app_factory: Any,
     settings: OrdersSettings,
     responders: None,
     store: Store,
     shipping: FakeShipping,
     pool: asyncpg.Pool,
+    big_pool: asyncpg.Pool,
 ) -> None:
-    """The handler reads, then writes in one statement: ten copies of the event with their own ids,
-    at once, request one charge; an attempt that moves on between the read and the write requests
-    none (the compare-and-set, not the read, decides)."""
+    """Ten copies of the event, each with its own id (the inbox cannot tell them apart), at once:
+    they queue on the order's lock and one charge is requested. An attempt that moves on while the
+    event waits for the lock gets none: what is checked under the lock decides."""
     [(order_id, attempt_id, _), (moved_id, moved_attempt, _)] = await in_flight(
         app_factory, settings, store, shipping, count=2
     )
-    deliver = Deliverer(pool, settings)
+    deliver = Deliverer(big_pool, settings)
     reserved = StockReserved(
         order_id=order_id, attempt_id=attempt_id, reservation_id="r1", expires_at=datetime.now(UTC)
     )
@@ -462,12 +466,13 @@ async def test_stock_reserved_has_one_effect_without_a_transaction(
 
     late = StockReserved(order_id=moved_id, attempt_id=moved_attempt, reservation_id="r2", expires_at=datetime.now(UTC))
     async with pool.acquire() as conn:
-        ctx = HandlerContext(conn, envelope_for(late, "basket"), "orders")
-        await consumers.on_stock_reserved(ctx, late)  # reads the attempt while it waits for stock
-        await conn.execute("UPDATE checkout_attempts SET stage = 'refused' WHERE attempt_id = $1", moved_attempt)
-        closing, args = ctx.closing_statement()
-        outcome = await conn.fetchrow(closing, *args)
-    assert (outcome["fresh"], outcome["written"]) == (True, False)
+        async with conn.transaction():
+            await conn.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", moved_id)
+            delivery = asyncio.create_task(deliver(envelope_for(late, "basket")))
+            await asyncio.sleep(0.3)
+            assert not delivery.done()  # waiting for the order's lock
+            await conn.execute("UPDATE checkout_attempts SET stage = 'refused' WHERE attempt_id = $1", moved_attempt)
+        assert await delivery is True
     assert await outbox_count(pool, "order.charge_requested.v1", moved_id) == 0
     assert await pool.fetchval("SELECT stage FROM checkout_attempts WHERE attempt_id = $1", moved_attempt) == "refused"
 
@@ -640,8 +645,8 @@ async def test_stalled_attempts_time_out_before_any_charge(
     pool: asyncpg.Pool,
 ) -> None:
     [(order_id, attempt_id, _)] = await in_flight(app_factory, settings, store, shipping)
-    assert await saga.sweep_stalled_once(pool, settings.model_copy(update={"stock_reservation_timeout": 3600})) == 0
-    assert await saga.sweep_stalled_once(pool, settings.model_copy(update={"stock_reservation_timeout": 0})) >= 1
+    assert await sweepers.sweep_stalled_once(pool, settings.model_copy(update={"stock_reservation_timeout": 3600})) == 0
+    assert await sweepers.sweep_stalled_once(pool, settings.model_copy(update={"stock_reservation_timeout": 0})) >= 1
     row = await pool.fetchrow(
         "SELECT a.stage, a.payment_token, o.status FROM checkout_attempts a JOIN orders o ON o.id = a.order_id "
         "WHERE a.attempt_id = $1",

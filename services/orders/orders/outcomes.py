@@ -1,17 +1,11 @@
-"""The checkout saga's shared steps: failing an attempt, waiting for an outcome, the sweeper.
-
-The saga's state is the order's status (the compare-and-set guard) plus its checkout attempt's
-stage (`stock_requested` -> `charge_requested` -> `captured` | `declined`, or `refused` /
-`timed_out` before any charge). Every step checks both in its transaction, so a late or
-duplicate event changes nothing.
-"""
+"""Waiting for a checkout's outcome: `POST /orders/process` answers when the unit of work that
+places or fails its order commits, whichever replica ran it (a NOTIFY on the outcome)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,58 +13,12 @@ from typing import TypeVar
 import asyncpg
 from aiohttp import web
 
-from orders import domain, queries
 from orders.settings import OrdersSettings
-from shared import outbox, runtime
-from shared.contracts import Contract, OrderFailed, OrderStatusChanged
+from shared import runtime
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Emit = Callable[[Contract], Awaitable[object]]
-
-
-async def fail_attempt(
-    conn: asyncpg.Connection,
-    emit: Emit,
-    *,
-    order_id: str,
-    attempt_id: uuid.UUID,
-    expected_stage: str,
-    stage: str,
-    reason: str,
-    errors: dict[str, list[str]] | None = None,
-) -> bool:
-    """End an attempt without placing: the order goes `failed` (retryable), basket releases stock.
-
-    False (and no effect) when the attempt is not at `expected_stage` any more.
-    """
-    attempt = await queries.lock_attempt(conn, attempt_id, order_id)
-    if attempt is None or attempt["stage"] != expected_stage:
-        log.info(
-            "late or duplicate saga step ignored",
-            extra={"order_id": order_id, "attempt_id": str(attempt_id), "stage": attempt and attempt["stage"]},
-        )
-        return False
-    await queries.finish_attempt(conn, attempt_id, expected=expected_stage, stage=stage, reason=reason, errors=errors)
-    domain.transition(domain.PAYMENT_PROCESSING, domain.FAILED)
-    order = await queries.fail_attempt_order(conn, order_id, attempt_id)
-    if order is None:
-        log.warning("attempt ended but its order was not in flight", extra={"order_id": order_id})
-        basket_id = await conn.fetchval("SELECT basket_id FROM orders WHERE id = $1", order_id)
-    else:
-        basket_id = order["basket_id"]
-        await emit(
-            OrderStatusChanged(order_id=order_id, from_status=domain.PAYMENT_PROCESSING, to_status=domain.FAILED)
-        )
-    # Always: whatever basket reserved for this attempt must be released.
-    await emit(OrderFailed(order_id=order_id, attempt_id=attempt_id, basket_id=basket_id or "", reason=reason))
-    await queries.notify_outcome(conn, order_id)
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# Waiting for an outcome
 
 
 class OutcomeWaiter:
@@ -185,52 +133,5 @@ def outcome_waiter(settings: OrdersSettings) -> runtime.CleanupCtx:
         app[WAITER] = waiter
         yield
         await waiter.stop()
-
-    return ctx
-
-
-# ---------------------------------------------------------------------------------------------
-# Stalled attempts
-
-
-async def sweep_stalled_once(pool: asyncpg.Pool, settings: OrdersSettings) -> int:
-    """Fail attempts still waiting for stock past the timeout; none of them was charged."""
-    swept = 0
-    for row in await queries.stalled_attempts(pool, settings.stock_reservation_timeout):
-        async with pool.acquire() as conn, conn.transaction():
-
-            async def emit(payload: Contract, conn: asyncpg.Connection = conn) -> object:
-                return await outbox.enqueue(conn, payload, settings.service)
-
-            if await fail_attempt(
-                conn,
-                emit,
-                order_id=row["order_id"],
-                attempt_id=row["attempt_id"],
-                expected_stage="stock_requested",
-                stage="timed_out",
-                reason="stock-reservation-timed-out",
-            ):
-                swept += 1
-    if swept:
-        log.warning("stalled checkout attempts failed", extra={"count": swept})
-    return swept
-
-
-def attempt_sweeper(settings: OrdersSettings) -> runtime.CleanupCtx:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        async def run() -> None:
-            while True:
-                await asyncio.sleep(settings.attempt_sweep_interval)
-                try:
-                    await sweep_stalled_once(app[runtime.POOL], settings)
-                except Exception as exc:
-                    log.warning("attempt sweep failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-
-        task = asyncio.create_task(run(), name="orders-attempt-sweeper")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     return ctx

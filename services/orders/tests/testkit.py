@@ -1,15 +1,24 @@
-"""In-test stand-ins for basket, shipping and payments, built on the contracts in shared/contracts.py."""
+"""In-test stand-ins for basket, shipping and payments, built on the contracts in shared/contracts.py:
+their request/reply answers, and their event queues and publishers (`Peer`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aio_pika
+
 from shared import money
+from shared.bus import Topology, declare_topology
 from shared.contracts import (
     BasketSnapshot,
     BasketSnapshotLine,
     BasketSnapshotReply,
+    Contract,
+    Envelope,
     GetBasketSnapshot,
     PaymentTypeView,
     QuoteShipping,
@@ -19,6 +28,7 @@ from shared.contracts import (
     ShippingPriceView,
     ShippingQuoteReply,
     ShippingZoneView,
+    envelope_for,
 )
 from shared.http import new_id
 
@@ -174,3 +184,55 @@ class Payments:
         if request.payment_token == "fake-consumed-nonce":
             return ResolvePaymentReply(errors={"payment_token": ["The payment token is invalid."]})
         return ResolvePaymentReply(payment_type=ptype)
+
+
+class Peer:
+    """Another service on the bus: its event queue (what orders sent it) and its publisher."""
+
+    def __init__(self, broker: Any, namespace: str, service: str) -> None:
+        self.broker = broker
+        self.topology = Topology(namespace, service)
+        self.received: asyncio.Queue[Envelope] = asyncio.Queue()
+        self.on_event: Callable[[Envelope], Awaitable[None]] | None = None
+        self._channel: Any = None
+        self._exchange: Any = None
+
+    async def start(self) -> None:
+        self._channel = await self.broker.channel()
+        queue = await declare_topology(self._channel, self.topology)
+        assert queue is not None
+        await queue.purge()
+        self._exchange = await self._channel.get_exchange(self.topology.events_exchange)
+        await queue.consume(self._deliver)
+
+    async def stop(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+    async def _deliver(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            envelope = Envelope.model_validate_json(message.body)
+            await self.received.put(envelope)
+            if self.on_event is not None:
+                await self.on_event(envelope)
+
+    async def publish(self, payload: Contract, envelope: Envelope | None = None) -> Envelope:
+        envelope = envelope or envelope_for(payload, self.topology.service)
+        await self._exchange.publish(
+            aio_pika.Message(
+                envelope.model_dump_json().encode(),
+                content_type="application/json",
+                message_id=str(envelope.event_id),
+                type=envelope.routing_key,
+            ),
+            routing_key=envelope.routing_key,
+        )
+        return envelope
+
+    async def next(self, routing_key: str, timeout: float = 10.0) -> Envelope:
+        async with asyncio.timeout(timeout):
+            while True:
+                envelope = await self.received.get()
+                if envelope.routing_key == routing_key:
+                    return envelope

@@ -1,0 +1,115 @@
+"""The public operations of the orders service (see `shared.operations`): the one table the app's
+routes, the gateway's route table and the OpenAPI document are built from."""
+
+from __future__ import annotations
+
+from orders import admin, basket_orders, checkout, details, shipping
+from orders.models import AddressIn, ContactIn, CreateOrderIn, ListOrdersQuery, ProcessIn, ShippingCostIn, UpdateOrderIn
+from orders.views import OrderEnvelope, OrderList, ShippingPriceList
+from shared.operations import Operation
+
+PROCESS_DESCRIPTION = (
+    "Runs the checkout saga and waits for its outcome: 200 with the placed order (lines, shipping, "
+    "transactions); 403 `Payment has failed` (the order is `failed` and can be processed again with a "
+    "new token); 422 `This order has already been processed`, a map of what the order lacks, or the "
+    "stock errors; 409 while another attempt is in flight. Past the deadline: 202 with the order "
+    "still `payment-processing` (same body shape); a later GET shows the outcome."
+)
+
+OPERATIONS: list[Operation] = [
+    Operation(
+        "POST",
+        "/orders/process",
+        checkout.process_order,
+        "Process (pay for) an order",
+        request=ProcessIn,
+        response=OrderEnvelope,
+        errors=(403, 409, 422, 503),
+        description=PROCESS_DESCRIPTION,
+        timeout=30.0,
+        repeatable=True,
+    ),
+    Operation(
+        "POST",
+        "/orders",
+        basket_orders.create_order,
+        "Create or re-sync the basket's order",
+        request=CreateOrderIn,
+        response=OrderEnvelope,
+        errors=(403, 409, 422, 503),
+    ),
+    Operation(
+        "GET",
+        "/orders",
+        admin.list_orders,
+        "Orders (paginated)",
+        admin=True,
+        query=ListOrdersQuery,
+        response=OrderList,
+        errors=(401, 403, 422),
+    ),
+    Operation("GET", "/orders/{id}", basket_orders.get_order, "An order", response=OrderEnvelope, errors=(404,)),
+    Operation(
+        "PUT",
+        "/orders/{id}",
+        admin.update_order,
+        "Set an order's status or tracking number",
+        admin=True,
+        request=UpdateOrderIn,
+        response=OrderEnvelope,
+        errors=(401, 403, 404, 409, 422),
+    ),
+    Operation(
+        "POST",
+        "/orders/{id}/expire",
+        admin.expire_order,
+        "Expire an unplaced order",
+        admin=True,
+        status=204,
+        errors=(401, 403, 404, 409, 422),
+    ),
+    Operation(
+        "PUT",
+        "/orders/{id}/shipping/address",
+        details.put_shipping_address,
+        "Set the shipping address",
+        request=AddressIn,
+        response=OrderEnvelope,
+        errors=(403, 404, 409, 422, 503),
+    ),
+    Operation(
+        "PUT",
+        "/orders/{id}/billing/address",
+        details.put_billing_address,
+        "Set the billing address",
+        request=AddressIn,
+        response=OrderEnvelope,
+        errors=(403, 404, 409, 422),
+    ),
+    Operation(
+        "PUT",
+        "/orders/{id}/contact",
+        details.put_contact,
+        "Set the contact details",
+        request=ContactIn,
+        response=OrderEnvelope,
+        errors=(403, 404, 409, 422),
+    ),
+    Operation(
+        "GET",
+        "/orders/{id}/shipping/methods",
+        shipping.shipping_methods,
+        "Shipping prices that apply",
+        response=ShippingPriceList,
+        errors=(404, 422, 503),
+    ),
+    Operation(
+        "PUT",
+        "/orders/{id}/shipping/cost",
+        shipping.put_shipping_cost,
+        "Choose a shipping price",
+        request=ShippingCostIn,
+        response=OrderEnvelope,
+        errors=(403, 404, 409, 422, 503),
+    ),
+]
