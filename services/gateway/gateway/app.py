@@ -1,3 +1,4 @@
+import json
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -5,12 +6,12 @@ from aiohttp import web
 from gateway.docs import add_docs_routes
 from gateway.edge import cors_middleware, rate_limit_middleware
 from gateway.handlers import UPSTREAM, forwarder
-from gateway.openapi import OPENAPI_PATH, load_document
-from gateway.routes import PREFIX, ROUTES
+from gateway.routes import OPENAPI_PATH, load_document, routes_from
 from gateway.settings import UPSTREAM_SERVICES, GatewaySettings
 from gateway.upstream_http import UpstreamClient
 from gateway.upstreams import UpstreamPool
 from shared import http, runtime
+from shared.operations import PREFIX
 
 
 def upstream_client(settings: GatewaySettings) -> runtime.CleanupCtx:
@@ -49,20 +50,22 @@ def create_app(settings: GatewaySettings) -> web.Application:
     )
     app[runtime.SETTINGS] = settings
     app.cleanup_ctx.append(upstream_client(settings))
-    # One resource per path, whatever the order of the table, so that a wrong method is a 405
-    # whose Allow lists every method of the path.
     # One pool per service, shared by its routes: what one request learns about an instance
     # being down, the next one (any route) uses.
     pools = {
         service: UpstreamPool(service, settings.upstreams(service), settings.upstream_down_for)
         for service in UPSTREAM_SERVICES
     }
+    # The route table comes from the same read of the checked-in document as the one served.
+    # One resource per path, so that a wrong method is a 405 whose Allow lists every method of
+    # the path; registered in `path_order`, a literal segment is tried before a parameter.
+    document = load_document()
     resources: dict[str, web.Resource] = {}
-    for route in ROUTES:
+    for route in routes_from(json.loads(document)):
         resource = resources.get(route.path) or app.router.add_resource(PREFIX + route.path)
         resources[route.path] = resource
         resource.add_route(route.method, forwarder(route, settings, pools[route.service]))
-    app.router.add_route("GET", PREFIX + OPENAPI_PATH, openapi_handler(load_document()))
+    app.router.add_route("GET", PREFIX + OPENAPI_PATH, openapi_handler(document))
     add_docs_routes(app)
     runtime.add_health_routes(app)
     return app

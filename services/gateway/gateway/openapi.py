@@ -1,14 +1,13 @@
-"""The OpenAPI 3.1 document of the public API, generated from the route table and the services' models.
+"""The OpenAPI 3.1 document of the public API, generated from the services' operation tables.
 
 Generation is a development step: `python -m gateway.openapi` imports each service's
-`<svc>/models.py` (its `OPERATIONS` mapping, the same pydantic models the service validates
-with) and writes `gateway/openapi.json`, which is checked in. The gateway serves that file and
-never imports a service package at run time. A test regenerates the document and fails on any
-difference, so the document cannot drift from the code.
-
-`OPERATIONS` maps `(method, path)` (as in `gateway/routes.py`, without `/api/v1`) to
-`{"request": Model | None, "response": Model | None, "status": int, "errors": [codes]}` and,
-optionally, `"query": Model` (its fields become query parameters) and `"summary"`/`"description"`.
+`<service>/routes.py` (`OPERATIONS`, a list of `shared.operations.Operation`: the same handlers
+and pydantic models the service registers and validates with) and writes `gateway/openapi.json`,
+which is checked in. Each operation records the gateway's facts about it as `x-commerce-*` keys
+(owning service, admin, timeout, repeatable): the gateway builds its route table from the document
+(`gateway/routes.py`) and never imports a service package at run time. A test regenerates the
+document and fails on any difference, so neither the document nor the gateway can drift from the
+services.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import importlib
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,17 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from gateway.routes import PREFIX, ROUTES, Route
+from gateway.routes import DOCUMENT_PATH, METHODS, OPENAPI_PATH, DocumentError, path_order
+from shared.http import ID_PATTERN
+from shared.idempotency import KEY_PATTERN
+from shared.operations import PREFIX, Operation
 
-DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
+__all__ = ["DOCUMENT_PATH", "DocumentError", "build_document", "load_operations", "main", "render"]
+
 SERVICES = ("basket", "orders", "shipping", "payments")
 REF = "#/components/schemas/"
-ID_PATTERN = "^[a-z0-9]{8,64}$"  # shared.http.ID_PATTERN: anything else is a 404 before any lookup
-IDEMPOTENCY_KEY_PATTERN = "^[!-~]{1,255}$"  # shared.idempotency.KEY_PATTERN
-OPENAPI_PATH = "/openapi.json"  # served by the gateway itself, under PREFIX
 
-Operations = Mapping[tuple[str, str], Mapping[str, Any]]
+Operations = Mapping[str, Sequence[Operation]]  # service name -> its OPERATIONS
 
 # Failures any operation can meet at the gateway, whatever the service does.
 GATEWAY_ERRORS = (429, 502, 503, 504)
@@ -55,6 +55,14 @@ Headless commerce API, wire-compatible with the GetCandy 0.x storefront API.
   still running is a 409.
 * Requests are rate limited per client: a 429 carries `Retry-After` (seconds).
 """
+
+TAGS = {
+    "basket": "Catalogue, baskets and basket lines",
+    "orders": "Orders, addresses, contact, checkout",
+    "shipping": "Shipping zones, methods, prices and shipments",
+    "payments": "Payment providers, types and transactions",
+    "meta": "This document",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,41 +126,63 @@ def _error_response(code: int) -> dict[str, Any]:
     return response
 
 
+def _parameters() -> dict[str, Any]:
+    return {
+        "PathId": {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "description": "An opaque id; an unknown or malformed id is a 404.",
+            "schema": {"type": "string", "pattern": ID_PATTERN.pattern},
+        },
+        "IdempotencyKey": {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": (
+                "A unique key (a random UUID) per logical operation: a retry with the same key and body "
+                "returns the first response instead of acting twice. Kept at least 24 hours."
+            ),
+            "schema": {"type": "string", "pattern": KEY_PATTERN.pattern},
+        },
+    }
+
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An HS256 JWT with `roles` holding `admin` (`python -m gateway token`).",
+    }
+}
+
+
 # ---------------------------------------------------------------------------------------------
-# Loading the services' models
+# Loading the services' operations
 
 
-def load_operations(services: Iterable[str] = SERVICES) -> dict[str, dict[tuple[str, str], dict[str, Any]]]:
-    """Each service's OPERATIONS; a service that has not written `models.py` yet contributes none."""
-    result: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
-    for service in services:
-        name = f"{service}.models"
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name in (name, service):
-                result[service] = {}
-                continue
-            raise
-        result[service] = dict(getattr(module, "OPERATIONS", {}) or {})
-    return result
+def load_operations(services: Iterable[str] = SERVICES) -> dict[str, list[Operation]]:
+    """Each service's `OPERATIONS`, from `<service>/routes.py`."""
+    return {service: list(importlib.import_module(f"{service}.routes").OPERATIONS) for service in services}
 
 
-class DocumentError(ValueError):
-    pass
-
-
-def check_operations(routes: Iterable[Route], operations: Mapping[str, Operations]) -> list[str]:
-    """Problems between the route table and OPERATIONS: entries for routes that do not exist."""
-    table = {(r.method, r.path): r.service for r in routes}
+def check_operations(operations: Operations) -> list[str]:
+    """Problems no service can see alone: an operation declared twice, a path without its slash."""
+    owners: dict[tuple[str, str], str] = {}
     problems = []
     for service, ops in operations.items():
-        for key in ops:
-            owner = table.get(key)
-            if owner is None:
-                problems.append(f"{service}.models OPERATIONS has {key}, which is not in gateway/routes.py")
-            elif owner != service:
-                problems.append(f"{service}.models OPERATIONS has {key}, which gateway/routes.py routes to {owner}")
+        for op in ops:
+            key = (op.method, op.path)
+            if op.method.lower() not in METHODS:
+                problems.append(f"{service}: {op.method} {op.path}: the method is not one of {METHODS}")
+            if not op.path.startswith("/") or op.path.startswith(PREFIX):
+                problems.append(f"{service}: {op.method} {op.path}: a path starts with / and without {PREFIX}")
+            if op.path == OPENAPI_PATH:
+                problems.append(f"{service}: {op.method} {op.path} is the gateway's own")
+            if key in owners:
+                problems.append(f"{service}: {op.method} {op.path} is declared by {owners[key]} already")
+            owners.setdefault(key, service)
     return problems
 
 
@@ -183,13 +213,12 @@ def _walk_refs(node: Any, rename: Mapping[str, str]) -> Any:
 
 
 def _service_schemas(
-    service: str, ops: Operations, components: dict[str, Any]
+    service: str, ops: Sequence[Operation], components: dict[str, Any]
 ) -> dict[tuple[type[BaseModel], str], dict[str, Any]]:
     """JSON schemas of one service's models, merged into `components` (renamed on a clash)."""
     wanted: list[tuple[type[BaseModel], Any]] = []
-    for spec in ops.values():
-        for key, mode in (("request", "validation"), ("query", "validation"), ("response", "serialization")):
-            model = spec.get(key)
+    for op in ops:
+        for model, mode in ((op.request, "validation"), (op.query, "validation"), (op.response, "serialization")):
             if model is not None and (model, mode) not in wanted:
                 wanted.append((model, mode))
     if not wanted:
@@ -206,81 +235,67 @@ def _service_schemas(
     return {key: _walk_refs(value, rename) for key, value in refs.items()}
 
 
-def _operation_id(route: Route) -> str:
-    words = [seg.strip("{}").replace("-", "_") for seg in route.path.split("/") if seg]
-    return "_".join([route.method.lower(), *words])
+def _operation_id(op: Operation) -> str:
+    words = [seg.strip("{}").replace("-", "_") for seg in op.path.split("/") if seg]
+    return "_".join([op.method.lower(), *words])
 
 
-def _error_codes(route: Route, spec: Mapping[str, Any] | None) -> list[int]:
+def _error_codes(op: Operation) -> list[int]:
     codes = set(GATEWAY_ERRORS)
-    codes.update(int(c) for c in (spec or {}).get("errors", []))
-    if "{" in route.path:
+    codes.update(int(c) for c in op.errors)
+    if "{" in op.path:
         codes.add(404)
-    if route.admin:
+    if op.admin:
         codes.update((401, 403))
-    has_body = route.method == "POST" or bool(spec and spec.get("request") is not None)
-    if has_body:
+    if op.method == "POST" or op.request is not None:
         codes.update((400, 413, 422))  # 400: a body that is not JSON; 413: too large
-    if route.method == "POST":
+    if op.method == "POST":
         codes.update((400, 409, 422))  # Idempotency-Key: malformed, in flight, reused with another body
-    if spec and spec.get("query") is not None:
+    if op.query is not None:
         codes.add(422)
     return sorted(codes)
 
 
 def _operation(
-    route: Route,
-    spec: Mapping[str, Any] | None,
-    schemas: Mapping[Any, dict[str, Any]],
-    components: Mapping[str, Any],
+    service: str, op: Operation, schemas: Mapping[Any, dict[str, Any]], components: Mapping[str, Any]
 ) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "operationId": _operation_id(route),
-        "tags": [route.service],
-        "summary": (spec or {}).get("summary") or route.summary,
-    }
-    description = (spec or {}).get("description")
-    if spec is None:
-        op["x-commerce-pending"] = True
-        description = "The owning service has not published the models of this operation yet."
-    if description:
-        op["description"] = description
+    doc: dict[str, Any] = {"operationId": _operation_id(op), "tags": [service], "summary": op.summary}
+    if op.description:
+        doc["description"] = op.description
     parameters: list[dict[str, Any]] = []
-    for name in re.findall(r"{(\w+)}", route.path):
+    for name in re.findall(r"{(\w+)}", op.path):
         parameters.append({"$ref": "#/components/parameters/PathId"} if name == "id" else _path_param(name))
-    query = (spec or {}).get("query")
-    if query is not None:
-        parameters.extend(_query_parameters(schemas[(query, "validation")], components))
-    if route.method == "POST":
+    if op.query is not None:
+        parameters.extend(_query_parameters(schemas[(op.query, "validation")], components))
+    if op.method == "POST":
         parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
     if parameters:
-        op["parameters"] = parameters
-    request = (spec or {}).get("request")
-    if request is not None:
-        op["requestBody"] = {
+        doc["parameters"] = parameters
+    if op.request is not None:
+        doc["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": schemas[(request, "validation")]}},
+            "content": {"application/json": {"schema": schemas[(op.request, "validation")]}},
         }
-    responses: dict[str, Any] = {}
-    if spec is None:
-        responses["default"] = {"description": "Not documented yet."}
-    else:
-        status = int(spec.get("status", 200))
-        response = spec.get("response")
-        ok: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-        if response is not None:
-            ok["content"] = {"application/json": {"schema": schemas[(response, "serialization")]}}
-        responses[str(status)] = ok
-    for code in _error_codes(route, spec):
+    ok: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": schemas[(op.response, "serialization")]}}
+    responses: dict[str, Any] = {str(op.status): ok}
+    for code in _error_codes(op):
         responses[str(code)] = {"$ref": f"#/components/responses/{_response_name(code)}"}
-    op["responses"] = responses
-    if route.admin:
-        op["security"] = [{"bearerAuth": []}]
-    return op
+    doc["responses"] = responses
+    if op.admin:
+        doc["security"] = [{"bearerAuth": []}]
+    # What the gateway needs to route it (read back by gateway/routes.py).
+    doc["x-commerce-service"] = service
+    doc["x-commerce-admin"] = op.admin
+    if op.timeout is not None:
+        doc["x-commerce-timeout"] = op.timeout
+    doc["x-commerce-repeatable"] = op.repeatable
+    return doc
 
 
 def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_PATTERN}}
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_PATTERN.pattern}}
 
 
 def _query_parameters(ref: dict[str, Any], components: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -296,12 +311,24 @@ def _query_parameters(ref: dict[str, Any], components: Mapping[str, Any]) -> lis
     return params
 
 
-def build_document(
-    operations: Mapping[str, Operations] | None = None, routes: Iterable[Route] = ROUTES
-) -> dict[str, Any]:
-    routes = tuple(routes)
+def _meta_operation() -> dict[str, Any]:
+    return {
+        "operationId": "get_openapi",
+        "tags": ["meta"],
+        "summary": "This document",
+        "responses": {
+            "200": {
+                "description": "The OpenAPI document",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "429": {"$ref": f"#/components/responses/{_response_name(429)}"},
+        },
+    }
+
+
+def build_document(operations: Operations | None = None) -> dict[str, Any]:
     operations = load_operations() if operations is None else operations
-    problems = check_operations(routes, operations)
+    problems = check_operations(operations)
     if problems:
         raise DocumentError("\n".join(problems))
     components: dict[str, Any] = copy.deepcopy(SHARED_SCHEMAS)
@@ -309,82 +336,38 @@ def build_document(
     for service in sorted(operations):
         schemas.update(_service_schemas(service, operations[service], components))
 
+    # Paths grouped by service, each service's in `path_order`, methods in the path item's order.
+    ordered = [
+        (service, op)
+        for service, ops in operations.items()
+        for op in sorted(ops, key=lambda op: (path_order(op.path), METHODS.index(op.method.lower())))
+    ]
     paths: dict[str, dict[str, Any]] = {}
-    used_codes: set[int] = set()
-    for route in routes:
-        spec = operations.get(route.service, {}).get((route.method, route.path))
-        op = _operation(route, spec, schemas, components)
-        used_codes.update(int(c) for c in op["responses"] if c.isdigit() and int(c) >= 400)
-        paths.setdefault(route.path, {})[route.method.lower()] = op
-    paths[OPENAPI_PATH] = {
-        "get": {
-            "operationId": "get_openapi",
-            "tags": ["meta"],
-            "summary": "This document",
-            "responses": {
-                "200": {
-                    "description": "The OpenAPI document",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                **{str(c): {"$ref": f"#/components/responses/{_response_name(c)}"} for c in (429,)},
-            },
-        }
-    }
-    used_codes.add(429)
+    used_codes = {429}
+    for service, op in ordered:
+        doc = _operation(service, op, schemas, components)
+        used_codes.update(int(c) for c in doc["responses"] if int(c) >= 400)
+        paths.setdefault(op.path, {})[op.method.lower()] = doc
+    paths[OPENAPI_PATH] = {"get": _meta_operation()}
 
+    tags = [name for name in operations if operations[name]] + ["meta"]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Commerce API", "version": "1.0.0", "description": DESCRIPTION},
         "servers": [{"url": PREFIX}],
-        "tags": [
-            {"name": "basket", "description": "Catalogue, baskets and basket lines"},
-            {"name": "orders", "description": "Orders, addresses, contact, checkout"},
-            {"name": "shipping", "description": "Shipping zones, methods, prices and shipments"},
-            {"name": "payments", "description": "Payment providers, types and transactions"},
-            {"name": "meta", "description": "This document"},
-        ],
+        "tags": [{"name": name, "description": TAGS.get(name, name)} for name in tags],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.items())),
             "responses": {_response_name(c): _error_response(c) for c in sorted(used_codes)},
-            "parameters": {
-                "PathId": {
-                    "name": "id",
-                    "in": "path",
-                    "required": True,
-                    "description": "An opaque id; an unknown or malformed id is a 404.",
-                    "schema": {"type": "string", "pattern": ID_PATTERN},
-                },
-                "IdempotencyKey": {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "description": (
-                        "A unique key (a random UUID) per logical operation: a retry with the same key and body "
-                        "returns the first response instead of acting twice. Kept at least 24 hours."
-                    ),
-                    "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
-                },
-            },
-            "securitySchemes": {
-                "bearerAuth": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "bearerFormat": "JWT",
-                    "description": "An HS256 JWT with `roles` holding `admin` (`python -m gateway token`).",
-                }
-            },
+            "parameters": _parameters(),
+            "securitySchemes": copy.deepcopy(SECURITY_SCHEMES),
         },
     }
 
 
 def render(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-
-
-def load_document() -> bytes:
-    """The checked-in document, as served."""
-    return DOCUMENT_PATH.read_bytes()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -394,7 +377,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     operations = load_operations()
     text = render(build_document(operations))
-    pending = [f"{r.method} {r.path}" for r in ROUTES if (r.method, r.path) not in operations.get(r.service, {})]
     if args.check:
         current = args.output.read_text() if args.output.exists() else ""
         if current != text:
@@ -402,9 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     args.output.write_text(text)
-    print(f"wrote {args.output} ({len(ROUTES) - len(pending)}/{len(ROUTES)} operations with models)")
-    for item in pending:
-        print(f"  pending (no models yet): {item}")
+    count = sum(len(ops) for ops in operations.values())
+    print(f"wrote {args.output} ({count} operations of {len(operations)} services)")
     return 0
 
 

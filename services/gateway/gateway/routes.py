@@ -1,20 +1,30 @@
-"""The public API surface: every route the gateway serves and the service that owns it.
+"""The public API surface, read from the OpenAPI document: every route and the service that owns it.
 
-One table, read by the router, the auth check and the OpenAPI document. A path not listed here
-is a 404 at the gateway; a listed path with another method is a 405.
+The services declare their operations once (`<service>/routes.py`, `shared.operations.Operation`);
+`python -m gateway.openapi` writes them into `gateway/openapi.json`, each operation carrying the
+gateway's facts as `x-commerce-*` keys. The gateway reads that checked-in file at start-up and never
+imports a service package: its image holds only `shared` and `gateway`. A path not in the document
+is a 404 at the gateway; a documented path with another method is a 405.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-PREFIX = "/api/v1"
+DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
+OPENAPI_PATH = "/openapi.json"  # the document itself, served by the gateway under PREFIX
+METHODS = ("get", "put", "post", "delete", "patch")  # the order of an OpenAPI path item
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
-    path: str
+    path: str  # without PREFIX
     service: str
     admin: bool = False
     timeout: float | None = None  # seconds; the gateway's default when None
@@ -24,51 +34,55 @@ class Route:
     repeatable: bool = False
 
 
-ROUTES: tuple[Route, ...] = (
-    # basket: catalogue (variants before products so that /products/variants/x is not a product id)
-    Route("GET", "/products/variants/{id}", "basket", summary="A product variant"),
-    Route("PUT", "/products/variants/{id}", "basket", admin=True, summary="Update a variant"),
-    Route("PUT", "/products/variants/{id}/inventory", "basket", admin=True, summary="Set a variant's inventory"),
-    Route("GET", "/products", "basket", summary="Products (paginated)"),
-    Route("POST", "/products", "basket", admin=True, summary="Create a product with variants"),
-    Route("GET", "/products/{id}", "basket", summary="A product"),
-    # basket: baskets and lines
-    Route("POST", "/baskets", "basket", summary="Create a basket or replace its lines"),
-    Route("GET", "/baskets/{id}", "basket", summary="A basket"),
-    Route("POST", "/basket-lines", "basket", summary="Add lines to a basket"),
-    Route("DELETE", "/basket-lines", "basket", summary="Delete several lines"),
-    Route("PUT", "/basket-lines/{id}", "basket", summary="Set a line's quantity"),
-    Route("DELETE", "/basket-lines/{id}", "basket", summary="Delete a line"),
-    Route("POST", "/basket-lines/{id}/add", "basket", summary="Increase a line's quantity"),
-    Route("PUT", "/basket-lines/{id}/remove", "basket", summary="Decrease a line's quantity"),
-    # orders
-    # Safe by design: one charge per order whatever the number of calls (the order's state machine).
-    Route("POST", "/orders/process", "orders", timeout=30.0, summary="Process (pay for) an order", repeatable=True),
-    Route("POST", "/orders", "orders", summary="Create or re-sync the basket's order"),
-    Route("GET", "/orders", "orders", admin=True, summary="Orders (paginated)"),
-    Route("GET", "/orders/{id}", "orders", summary="An order"),
-    Route("PUT", "/orders/{id}", "orders", admin=True, summary="Set an order's status or tracking number"),
-    Route("POST", "/orders/{id}/expire", "orders", admin=True, summary="Expire an unplaced order"),
-    Route("PUT", "/orders/{id}/shipping/address", "orders", summary="Set the shipping address"),
-    Route("PUT", "/orders/{id}/billing/address", "orders", summary="Set the billing address"),
-    Route("PUT", "/orders/{id}/contact", "orders", summary="Set the contact details"),
-    Route("GET", "/orders/{id}/shipping/methods", "orders", summary="Shipping prices that apply"),
-    Route("PUT", "/orders/{id}/shipping/cost", "orders", summary="Choose a shipping price"),
-    # shipping (admin)
-    Route("GET", "/shipping/zones", "shipping", admin=True, summary="Shipping zones"),
-    Route("POST", "/shipping/zones", "shipping", admin=True, summary="Create a zone"),
-    Route("PUT", "/shipping/zones/{id}", "shipping", admin=True, summary="Change a zone"),
-    Route("GET", "/shipping/methods", "shipping", admin=True, summary="Shipping methods"),
-    Route("POST", "/shipping/methods", "shipping", admin=True, summary="Create a method"),
-    Route("PUT", "/shipping/methods/{id}", "shipping", admin=True, summary="Change a method"),
-    Route("GET", "/shipping/prices", "shipping", admin=True, summary="Shipping prices"),
-    Route("POST", "/shipping/prices", "shipping", admin=True, summary="Create a price"),
-    Route("PUT", "/shipping/prices/{id}", "shipping", admin=True, summary="Change a price"),
-    Route("GET", "/shipments", "shipping", admin=True, summary="Shipments"),
-    Route("POST", "/shipments/{id}/dispatch", "shipping", admin=True, summary="Dispatch a shipment"),
-    # payments
-    Route("GET", "/payments/provider", "payments", summary="The default provider and a client token"),
-    Route("GET", "/payments/types", "payments", summary="Payment types"),
-    Route("POST", "/payments/{id}/refund", "payments", admin=True, summary="Refund a transaction"),
-    Route("POST", "/payments/{id}/void", "payments", admin=True, summary="Void a transaction"),
-)
+def path_order(path: str) -> tuple[tuple[bool, str], ...]:
+    """A sort key that puts a literal segment before a parameter at the same place.
+
+    Registered in this order, `/products/variants/{id}` is tried before `/products/{id}`, so that
+    `variants` is never taken for a product id.
+    """
+    return tuple((segment.startswith("{"), segment) for segment in path.split("/"))
+
+
+class DocumentError(ValueError):
+    pass
+
+
+def routes_from(document: Mapping[str, Any]) -> tuple[Route, ...]:
+    """The routes of the document's operations, in `path_order`; the document itself is not one."""
+    routes = []
+    for path, item in document["paths"].items():
+        if path == OPENAPI_PATH:
+            continue
+        for method in METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            if "x-commerce-service" not in op:
+                raise DocumentError(f"{method.upper()} {path} has no x-commerce-service: regenerate the document")
+            routes.append(
+                Route(
+                    method=method.upper(),
+                    path=path,
+                    service=op["x-commerce-service"],
+                    admin=op.get("x-commerce-admin", False),
+                    timeout=op.get("x-commerce-timeout"),
+                    summary=op.get("summary", ""),
+                    repeatable=op.get("x-commerce-repeatable", False),
+                )
+            )
+    return tuple(sorted(routes, key=lambda route: path_order(route.path)))
+
+
+def load_document() -> bytes:
+    """The checked-in document, as served."""
+    return DOCUMENT_PATH.read_bytes()
+
+
+@functools.cache
+def load_routes() -> tuple[Route, ...]:
+    """The route table of the checked-in document, read once.
+
+    Read on first use, never at import: `python -m gateway.openapi` imports this module to rewrite a
+    document that may be stale or missing.
+    """
+    return routes_from(json.loads(load_document()))

@@ -1,21 +1,29 @@
-"""The OpenAPI document: valid, generated from the services' models without drift, covering exactly the
-routes the gateway serves; and the docs page, served with all its assets by the gateway alone."""
+"""One source of truth: the services' operation tables make the OpenAPI document, the document makes
+the gateway's route table. The document is valid and up to date; every operation a service declares
+is the one it serves and is routed to it by the gateway; and the docs page is served with all its
+assets by the gateway alone."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import re
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from openapi_spec_validator import validate
 from pydantic import BaseModel, Field
 
 from gateway import openapi
 from gateway.app import create_app
-from gateway.routes import PREFIX, ROUTES, Route
+from gateway.routes import DocumentError, Route, load_routes, routes_from
 from gateway.settings import GatewaySettings
+from shared.operations import PREFIX, Operation
+from shared.settings import ServiceSettings
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 
@@ -25,19 +33,61 @@ def document() -> dict[str, Any]:
     return json.loads(openapi.DOCUMENT_PATH.read_text())
 
 
+@pytest.fixture(scope="module")
+def operations() -> dict[str, list[Operation]]:
+    return openapi.load_operations()
+
+
 def test_document_is_valid_openapi_3_1(document):
     assert document["openapi"] == "3.1.0"
     validate(document)
 
 
-def test_document_is_up_to_date_with_the_services_models(document):
-    assert openapi.render(openapi.build_document()) == openapi.DOCUMENT_PATH.read_text(), (
+def test_document_is_up_to_date_with_the_services_operations(operations):
+    assert openapi.render(openapi.build_document(operations)) == openapi.DOCUMENT_PATH.read_text(), (
         "gateway/openapi.json is out of date: run `python -m gateway.openapi` and commit the result"
     )
 
 
-def test_every_operations_entry_names_a_route_of_its_service():
-    assert openapi.check_operations(ROUTES, openapi.load_operations()) == []
+def _concrete(path: str) -> str:
+    return re.sub(r"{\w+}", "abcdef12", path)  # an id of the shape every service accepts
+
+
+async def test_every_service_operation_is_served_by_the_gateway_and_routed_to_its_owner(operations):
+    app = create_app(GatewaySettings())
+    expected = set()
+    for service, ops in operations.items():
+        for op in ops:
+            match = await app.router.resolve(make_mocked_request(op.method, PREFIX + _concrete(op.path)))
+            assert match.http_exception is None, (service, op.method, op.path)
+            assert match.route.resource.canonical == PREFIX + op.path, (service, op.method, op.path)
+            assert match.route.handler.__name__ == f"forward_{service}", (service, op.method, op.path)
+            expected.add(Route(op.method, op.path, service, op.admin, op.timeout, op.summary, repeatable=op.repeatable))
+    # What the gateway knows of each operation is exactly what its service declared.
+    assert set(load_routes()) == expected
+
+
+def _service_app(service: str) -> web.Application:
+    module = importlib.import_module(f"{service}.settings")
+    (settings_class,) = [
+        value
+        for value in vars(module).values()
+        if inspect.isclass(value) and issubclass(value, ServiceSettings) and value is not ServiceSettings
+    ]
+    return importlib.import_module(f"{service}.app").create_app(settings_class())
+
+
+@pytest.mark.parametrize("service", openapi.SERVICES)
+def test_a_service_serves_exactly_the_operations_it_declares(service, operations):
+    served = {
+        (route.method, route.resource.canonical.removeprefix(PREFIX)): route.handler
+        for route in _service_app(service).router.routes()
+        if route.resource is not None and route.resource.canonical.startswith(PREFIX + "/") and route.method != "HEAD"
+    }
+    declared = {(op.method, op.path): op.handler for op in operations[service]}
+    assert served.keys() - declared.keys() == set(), "served but not declared in its routes.OPERATIONS"
+    assert declared.keys() - served.keys() == set(), "declared but not served"
+    assert served == declared, "served by another handler than the one declared"
 
 
 def served_operations() -> set[tuple[str, str]]:
@@ -61,11 +111,36 @@ def test_every_served_route_is_documented_and_every_documented_one_is_served(doc
     assert document["servers"] == [{"url": PREFIX}]
 
 
+async def test_a_literal_segment_is_matched_before_an_id():
+    app = create_app(GatewaySettings())
+    for method, path, resource in (
+        ("PUT", "/products/variants/abcdef12", "/products/variants/{id}"),
+        ("GET", "/products/variants/abcdef12", "/products/variants/{id}"),
+        ("GET", "/products/abcdef12", "/products/{id}"),
+    ):
+        match = await app.router.resolve(make_mocked_request(method, PREFIX + path))
+        assert match.route.resource.canonical == PREFIX + resource, (method, path)
+
+
 async def test_served_document_is_the_checked_in_file(gateway):
     response = await gateway.get("/api/v1/openapi.json")
     assert response.status == 200
     assert response.content_type == "application/json"
     assert await response.read() == openapi.DOCUMENT_PATH.read_bytes()
+
+
+def test_the_gateways_facts_are_recorded_per_operation(document):
+    process = document["paths"]["/orders/process"]["post"]
+    assert process["x-commerce-service"] == "orders"
+    assert process["x-commerce-repeatable"] is True
+    assert process["x-commerce-timeout"] == 30.0
+    zones = document["paths"]["/shipping/zones"]["get"]
+    assert (zones["x-commerce-service"], zones["x-commerce-admin"]) == ("shipping", True)
+    assert "x-commerce-timeout" not in zones  # the gateway's default
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            if path != "/openapi.json":
+                assert op["tags"] == [op["x-commerce-service"]], (method, path)
 
 
 def test_admin_operations_require_a_bearer_token_and_storefront_ones_do_not(document):
@@ -75,7 +150,7 @@ def test_admin_operations_require_a_bearer_token_and_storefront_ones_do_not(docu
         "bearerFormat": "JWT",
         "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
-    for route in ROUTES:
+    for route in load_routes():
         op = document["paths"][route.path][route.method.lower()]
         if route.admin:
             assert op["security"] == [{"bearerAuth": []}], route
@@ -86,12 +161,21 @@ def test_admin_operations_require_a_bearer_token_and_storefront_ones_do_not(docu
 
 
 def test_every_post_takes_an_idempotency_key(document):
-    for route in ROUTES:
+    for route in load_routes():
         op = document["paths"][route.path][route.method.lower()]
         has_key = {"$ref": "#/components/parameters/IdempotencyKey"} in op.get("parameters", [])
         assert has_key == (route.method == "POST"), route
         if route.method == "POST":
             assert {"400", "409", "422"} <= set(op["responses"]), route
+
+
+def test_shared_patterns_are_the_ones_the_services_enforce(document):
+    from shared.http import ID_PATTERN
+    from shared.idempotency import KEY_PATTERN
+
+    parameters = document["components"]["parameters"]
+    assert parameters["PathId"]["schema"]["pattern"] == ID_PATTERN.pattern
+    assert parameters["IdempotencyKey"]["schema"]["pattern"] == KEY_PATTERN.pattern
 
 
 def test_errors_share_the_getcandy_components(document):
@@ -103,7 +187,7 @@ def test_errors_share_the_getcandy_components(document):
         if name != "ValidationFailed":
             assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     assert responses["TooManyRequests"]["headers"]["Retry-After"]["required"] is True
-    for route in ROUTES:
+    for route in load_routes():
         op = document["paths"][route.path][route.method.lower()]
         assert {"429", "502", "503", "504"} <= set(op["responses"]), route
         if "{id}" in route.path:
@@ -111,7 +195,7 @@ def test_errors_share_the_getcandy_components(document):
 
 
 # ---------------------------------------------------------------------------------------------
-# The generator on models made up here (independent of the services' progress)
+# The generator and the loader on operations made up here (independent of the services)
 
 
 class Weight(BaseModel):
@@ -140,12 +224,8 @@ def other_weight() -> type[BaseModel]:
     return Weight
 
 
-ROUTES_UNDER_TEST = (
-    Route("POST", "/things", "basket", admin=True),
-    Route("GET", "/things", "basket"),
-    Route("GET", "/things/{id}", "orders"),
-    Route("GET", "/pending/{id}", "orders"),
-)
+async def handler(request: web.Request) -> web.Response:
+    raise NotImplementedError
 
 
 def test_generator_builds_operations_from_models():
@@ -153,13 +233,15 @@ def test_generator_builds_operations_from_models():
         weight: other_weight()  # type: ignore[valid-type]
 
     ops = {
-        "basket": {
-            ("POST", "/things"): {"request": ThingIn, "response": ThingOut, "status": 201, "errors": [422]},
-            ("GET", "/things"): {"request": None, "query": ThingsQuery, "response": ThingOut, "errors": []},
-        },
-        "orders": {("GET", "/things/{id}"): {"request": None, "response": Holder, "status": 200, "errors": [404]}},
+        "basket": [
+            Operation("POST", "/things", handler, "Make", admin=True, request=ThingIn, response=ThingOut, status=201),
+            Operation("GET", "/things", handler, "List", query=ThingsQuery, response=ThingOut, repeatable=True),
+            Operation("GET", "/things/{id}", handler, "One", response=ThingOut, errors=(404,)),
+            Operation("GET", "/things/special/{id}", handler, "Special", response=ThingOut),
+        ],
+        "orders": [Operation("GET", "/holders/{id}", handler, "Hold", response=Holder, timeout=12.5)],
     }
-    doc = openapi.build_document(ops, ROUTES_UNDER_TEST)
+    doc = openapi.build_document(ops)
     validate(doc)
     post = doc["paths"]["/things"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ThingIn"}
@@ -183,18 +265,38 @@ def test_generator_builds_operations_from_models():
         "grams": {"title": "Grams", "type": "integer"}
     }
 
-    pending = doc["paths"]["/pending/{id}"]["get"]
-    assert pending["x-commerce-pending"] is True
-    assert "404" in pending["responses"] and "default" in pending["responses"]
+    # A literal segment comes before an id, whatever the order of the table.
+    assert list(doc["paths"]) == ["/things", "/things/special/{id}", "/things/{id}", "/holders/{id}", "/openapi.json"]
+    assert [t["name"] for t in doc["tags"]] == ["basket", "orders", "meta"]
+
+    # The gateway's table, read back from the document.
+    assert set(routes_from(doc)) == {
+        Route("GET", "/things", "basket", summary="List", repeatable=True),
+        Route("POST", "/things", "basket", admin=True, summary="Make"),
+        Route("GET", "/things/special/{id}", "basket", summary="Special"),
+        Route("GET", "/things/{id}", "basket", summary="One"),
+        Route("GET", "/holders/{id}", "orders", timeout=12.5, summary="Hold"),
+    }
 
 
-def test_generator_rejects_operations_without_a_route():
-    ops = {"basket": {("GET", "/nowhere"): {"request": None, "response": ThingOut}}}
-    with pytest.raises(openapi.DocumentError, match=r"not in gateway/routes\.py"):
-        openapi.build_document(ops, ROUTES_UNDER_TEST)
-    ops = {"orders": {("GET", "/things"): {"request": None, "response": ThingOut}}}
-    with pytest.raises(openapi.DocumentError, match="routes to basket"):
-        openapi.build_document(ops, ROUTES_UNDER_TEST)
+def test_generator_rejects_an_operation_declared_twice_or_a_malformed_path():
+    twice = {
+        "basket": [Operation("GET", "/things", handler, "List")],
+        "orders": [Operation("GET", "/things", handler, "List again")],
+    }
+    with pytest.raises(openapi.DocumentError, match="declared by basket already"):
+        openapi.build_document(twice)
+    with pytest.raises(openapi.DocumentError, match="without /api/v1"):
+        openapi.build_document({"basket": [Operation("GET", "/api/v1/things", handler, "List")]})
+    with pytest.raises(openapi.DocumentError, match="gateway's own"):
+        openapi.build_document({"basket": [Operation("GET", "/openapi.json", handler, "Mine")]})
+
+
+def test_loader_refuses_a_document_without_the_gateways_facts():
+    doc = openapi.build_document({"basket": [Operation("GET", "/things", handler, "List")]})
+    del doc["paths"]["/things"]["get"]["x-commerce-service"]
+    with pytest.raises(DocumentError, match="regenerate"):
+        routes_from(doc)
 
 
 def test_check_mode_reports_drift(tmp_path):
