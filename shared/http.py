@@ -7,7 +7,8 @@ import contextvars
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -65,6 +66,12 @@ def is_id(value: str) -> bool:
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
+
+
+def model_response(body: BaseModel, status: int = 200) -> web.Response:
+    """A success serialised through its operation's response model (the one the OpenAPI document
+    shows): fields by their wire names, and only those set, so a relation not included is absent."""
+    return json_response(body.model_dump(by_alias=True, exclude_unset=True), status=status)
 
 
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
@@ -194,6 +201,52 @@ class PaginationLinks(BaseModel):
     last: str
     prev: str | None
     next: str | None
+
+
+def wire_timestamp(value: datetime | None) -> str | None:
+    """Upstream's timestamp shape: `2018-02-28T15:33:26.000000Z`."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class TransactionOut(BaseModel):
+    """A payment transaction on the wire: payments' refund and void answers, and an order's
+    `include=transactions` (orders keeps a projection of payments' events)."""
+
+    id: str
+    transaction_id: str
+    merchant: str
+    amount: int
+    currency: str
+    provider: str
+    driver: str
+    success: bool
+    refund: bool
+    status: str
+    card_type: str | None
+    last_four: str | None
+    notes: str | None
+    created_at: str
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> TransactionOut:
+        return cls(
+            id=row["id"],
+            transaction_id=row["transaction_id"],
+            merchant=row["merchant"],
+            amount=row["amount"],
+            currency=row["currency"],
+            provider=row["provider"],
+            driver=row["driver"],
+            success=row["success"],
+            refund=row["refund"],
+            status=row["status"],
+            card_type=row["card_type"],
+            last_four=row["last_four"],
+            notes=row["notes"],
+            created_at=wire_timestamp(row["created_at"]),
+        )
 
 
 def paginated(request: web.Request, data: list[Any], *, page: int, per_page: int, total: int) -> dict[str, Any]:

@@ -15,7 +15,17 @@ from basket.catalogue import settings_of
 from basket.models import AddLines, CreateBasket, DeleteLines, LineQuantity, LineQuantityChange, VariantQuantity
 from shared import runtime
 from shared.contracts import BasketChanged
-from shared.http import ApiError, NotFound, ValidationFailed, includes, is_id, new_id, path_id, read_json
+from shared.http import (
+    ApiError,
+    NotFound,
+    ValidationFailed,
+    includes,
+    is_id,
+    model_response,
+    new_id,
+    path_id,
+    read_json,
+)
 from shared.uow import UnitOfWork
 
 Row = asyncpg.Record
@@ -26,7 +36,7 @@ async def get_basket(request: web.Request) -> web.Response:
     row = await queries.basket_with_lines(request.app[runtime.POOL], path_id(request))
     if row is None:
         raise NotFound()
-    return views.respond(views.BasketResponse(data=views.basket_view(row, row["lines"], includes(request))))
+    return model_response(views.BasketResponse(data=views.basket_view(row, row["lines"], includes(request))))
 
 
 async def create_basket(request: web.Request) -> web.Response:
@@ -58,7 +68,7 @@ async def _new_basket(request: web.Request, uow: UnitOfWork, currency: str, body
         for line in lines
     ]
     uow.emit(_changed(basket, line_rows))
-    return views.respond(views.BasketResponse(data=views.basket_view(basket, line_rows, includes(request))))
+    return model_response(views.BasketResponse(data=views.basket_view(basket, line_rows, includes(request))))
 
 
 async def add_lines(request: web.Request) -> web.Response:
@@ -248,7 +258,7 @@ async def _finish(request: web.Request, uow: UnitOfWork, basket: Row, meta: dict
         raise ApiError(409, "The basket changed meanwhile, please retry")
     lines = await queries.basket_lines(uow.conn, basket["id"])
     uow.emit(_changed(updated, lines))
-    return views.respond(views.BasketResponse(data=views.basket_view(updated, lines, includes(request))))
+    return model_response(views.BasketResponse(data=views.basket_view(updated, lines, includes(request))))
 
 
 def _changed(basket: Row, lines: list) -> BasketChanged:

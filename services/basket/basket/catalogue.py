@@ -15,6 +15,7 @@ from shared.http import (
     NotFound,
     ValidationFailed,
     includes,
+    model_response,
     new_id,
     paginated,
     path_id,
@@ -51,7 +52,7 @@ async def list_products(request: web.Request) -> web.Response:
         if "variants" in includes(request):
             variants = await _variants_by_product(conn, [r["id"] for r in rows])
     data = [views.product_view(r, variants.get(r["id"], []) if variants is not None else None) for r in rows]
-    return views.respond(
+    return model_response(
         views.ProductCollection.model_validate(
             paginated(request, data, page=query.page, per_page=per_page, total=total)
         )
@@ -74,7 +75,7 @@ async def get_product(request: web.Request) -> web.Response:
         row, variants = await queries.product(pool_of(request), product_id), None
     if row is None:
         raise NotFound()
-    return views.respond(views.ProductResponse(data=views.product_view(row, variants)))
+    return model_response(views.ProductResponse(data=views.product_view(row, variants)))
 
 
 async def get_variant(request: web.Request) -> web.Response:
@@ -84,7 +85,7 @@ async def get_variant(request: web.Request) -> web.Response:
         if row is None:
             raise NotFound()
         product = await queries.product(conn, row["product_id"]) if "product" in includes(request) else None
-    return views.respond(views.VariantResponse(data=views.variant_view(row, product)))
+    return model_response(views.VariantResponse(data=views.variant_view(row, product)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ async def create_product(request: web.Request) -> web.Response:
             except asyncpg.UniqueViolationError as exc:
                 # A concurrent create took the sku between our check and our insert.
                 raise ValidationFailed.one(f"variants.{position}.sku", MSG_SKU_TAKEN) from exc
-    return views.respond(views.ProductResponse(data=views.product_view(product, variants)))
+    return model_response(views.ProductResponse(data=views.product_view(product, variants)))
 
 
 async def update_variant(request: web.Request) -> web.Response:
@@ -162,7 +163,7 @@ async def update_variant(request: web.Request) -> web.Response:
         assert row is not None
         if row["max_qty"] and row["max_qty"] < row["min_qty"]:
             raise ValidationFailed.one("max_qty", MSG_MAX_BELOW_MIN)
-    return views.respond(views.VariantResponse(data=views.variant_view(row)))
+    return model_response(views.VariantResponse(data=views.variant_view(row)))
 
 
 async def set_inventory(request: web.Request) -> web.Response:
@@ -173,4 +174,4 @@ async def set_inventory(request: web.Request) -> web.Response:
         row = await queries.update_variant(uow.conn, variant_id, {"inventory": body.inventory})
     if row is None:
         raise NotFound()
-    return views.respond(views.VariantResponse(data=views.variant_view(row)))
+    return model_response(views.VariantResponse(data=views.variant_view(row)))

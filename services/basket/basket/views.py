@@ -12,13 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from aiohttp import web
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from basket import domain
 from shared import money
 from shared.contracts import BasketSnapshot, BasketSnapshotLine
-from shared.http import PaginationLinks, PaginationMeta, json_response
+from shared.http import PaginationLinks, PaginationMeta
 
 Row = Mapping[str, Any]
 # An amount (or rate) as upstream sent it: 25 when whole, 12.5 otherwise (`money.to_major_number`);
@@ -132,12 +131,6 @@ ProductOut.model_rebuild()
 
 # ---------------------------------------------------------------------------------------------
 # Rows to the wire
-
-
-def respond(body: BaseModel) -> web.Response:
-    """A success, serialised through its operation's response model: relations that were not
-    included are left out (not null)."""
-    return json_response(body.model_dump(by_alias=True, exclude_unset=True))
 
 
 def variant_view(row: Row, product: Row | None = None) -> VariantOut:

@@ -37,7 +37,7 @@ async def list_orders(request: web.Request) -> web.Response:
     )
     data = await views.load_order_outs(pool, rows, http.includes(request))
     page = http.paginated(request, data, page=query.page, per_page=query.per_page, total=total)
-    return views.body(views.OrderList.model_validate(page))
+    return http.model_response(views.OrderList.model_validate(page))
 
 
 async def update_order(request: web.Request) -> web.Response:

@@ -188,7 +188,7 @@ async def _await_outcome(
     if stage == "captured":
         wanted = http.includes(request) | {"lines", "shipping", "transactions"}
         placed = views.order_out(outcome, wanted, outcome["lines"], attempt_queries.transactions_of(outcome))
-        return views.body(views.OrderEnvelope(data=placed))
+        return http.model_response(views.OrderEnvelope(data=placed))
     if stage == "refused":
         raise ValidationFailed(outcome["errors"] or {"lines": ["Insufficient stock levels"]})
     if stage == "timed_out":

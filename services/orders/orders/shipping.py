@@ -118,7 +118,7 @@ async def shipping_methods(request: web.Request) -> web.Response:
         currency=order["currency"],
     )
     request.app[CACHES].quotes.put(order["id"], (quote_basis(order), prices))
-    return views.body(
+    return http.model_response(
         views.ShippingPriceList(data=[views.price_out(p) for p in prices if p.currency == order["currency"]])
     )
 

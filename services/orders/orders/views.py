@@ -7,7 +7,6 @@ under `include=basket`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +17,7 @@ from pydantic import BaseModel, Field
 from orders import attempt_queries, domain, queries
 from shared import http, money, runtime
 from shared.contracts import ShippingPriceView
-from shared.http import PaginationLinks, PaginationMeta
+from shared.http import PaginationLinks, PaginationMeta, TransactionOut, wire_timestamp
 
 # ---------------------------------------------------------------------------------------------
 # Response models
@@ -95,23 +94,6 @@ class LinesRel(BaseModel):
 
 class ShippingRel(BaseModel):
     data: LineOut | None
-
-
-class TransactionOut(BaseModel):
-    id: str
-    transaction_id: str
-    merchant: str
-    amount: int
-    currency: str
-    provider: str
-    driver: str
-    success: bool
-    refund: bool
-    status: str
-    card_type: str | None
-    last_four: str | None
-    notes: str | None
-    created_at: str
 
 
 class TransactionsRel(BaseModel):
@@ -221,13 +203,6 @@ class ShippingPriceList(BaseModel):
 ORDER_INCLUDES = frozenset({"lines", "lines.variant", "shipping", "transactions", "basket"})
 
 
-def iso(value: datetime | None) -> str | None:
-    """Upstream's timestamp shape: `2018-02-28T15:33:26.000000Z`."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _grams_as_kg(grams: int) -> int | float:
     kg = Decimal(grams).scaleb(-3)
     return int(kg) if kg == kg.to_integral_value() else float(kg)
@@ -265,25 +240,6 @@ def line_out(row: Mapping[str, Any], with_variant: bool = False) -> LineOut:
             )
         )
     return line
-
-
-def transaction_out(row: Mapping[str, Any]) -> TransactionOut:
-    return TransactionOut(
-        id=row["id"],
-        transaction_id=row["transaction_id"],
-        merchant=row["merchant"],
-        amount=row["amount"],
-        currency=row["currency"],
-        provider=row["provider"],
-        driver=row["driver"],
-        success=row["success"],
-        refund=row["refund"],
-        status=row["status"],
-        card_type=row["card_type"],
-        last_four=row["last_four"],
-        notes=row["notes"],
-        created_at=iso(row["created_at"]),
-    )
 
 
 def basket_out(order: Mapping[str, Any]) -> BasketOut | None:
@@ -336,10 +292,10 @@ def order_out(
         ),
         notes=order["notes"],
         meta=order["meta"] if order["meta"] is not None else {},
-        placed_at=iso(order["placed_at"]),
-        dispatched_at=iso(order["dispatched_at"]),
-        created_at=iso(order["created_at"]),
-        updated_at=iso(order["updated_at"]),
+        placed_at=wire_timestamp(order["placed_at"]),
+        dispatched_at=wire_timestamp(order["dispatched_at"]),
+        created_at=wire_timestamp(order["created_at"]),
+        updated_at=wire_timestamp(order["updated_at"]),
     )
     if lines is not None:
         if "lines" in wanted:
@@ -348,7 +304,7 @@ def order_out(
             ship = next((line for line in lines if line["is_shipping"]), None)
             out.shipping = ShippingRel(data=line_out(ship) if ship is not None else None)
     if transactions is not None and "transactions" in wanted:
-        out.transactions = TransactionsRel(data=[transaction_out(tx) for tx in transactions])
+        out.transactions = TransactionsRel(data=[TransactionOut.of(tx) for tx in transactions])
     if "basket" in wanted:
         out.basket = BasketRel(data=basket_out(order))
     return out
@@ -381,17 +337,12 @@ async def load_order_outs(
     ]
 
 
-def body(model: BaseModel, status: int = 200) -> web.Response:
-    """A response model as the body: only the fields set, by their wire names."""
-    return http.json_response(model.model_dump(by_alias=True, exclude_unset=True), status=status)
-
-
 async def respond(
     request: web.Request, order: asyncpg.Record, status: int = 200, extra: Iterable[str] = ()
 ) -> web.Response:
     """The order as the response, with the relations the request includes (and `extra`)."""
     [out] = await load_order_outs(request.app[runtime.POOL], [order], http.includes(request) | set(extra))
-    return body(OrderEnvelope(data=out), status)
+    return http.model_response(OrderEnvelope(data=out), status)
 
 
 def price_out(price: ShippingPriceView) -> ShippingPriceOut:

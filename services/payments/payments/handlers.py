@@ -13,25 +13,23 @@ from payments.views import (
     TransactionResponse,
     payment_type_data,
     provider_data,
-    respond,
-    transaction_data,
     transaction_view,
 )
 from shared import runtime
 from shared.contracts import PaymentRefunded, PaymentVoided
-from shared.http import ApiError, NotFound, new_id, path_id, read_json, require_admin
+from shared.http import ApiError, NotFound, TransactionOut, model_response, new_id, path_id, read_json, require_admin
 
 
 async def provider_info(request: web.Request) -> web.Response:
     settings = request.app[runtime.SETTINGS]
     provider = request.app[PROVIDERS][settings.default_provider]
     token = await provider.client_token()
-    return respond(ProviderResponse(data=provider_data(provider, token)))
+    return model_response(ProviderResponse(data=provider_data(provider, token)))
 
 
 async def payment_types(request: web.Request) -> web.Response:
     rows = await queries.enabled_types(request.app[runtime.POOL])
-    return respond(PaymentTypeCollection(data=[payment_type_data(row) for row in rows]))
+    return model_response(PaymentTypeCollection(data=[payment_type_data(row) for row in rows]))
 
 
 def _provider(request: web.Request, driver: str) -> Provider:
@@ -96,7 +94,7 @@ async def refund(request: web.Request) -> web.Response:
                 transaction=transaction_view(row),
             )
         )
-    return respond(TransactionResponse(data=transaction_data(row)))
+    return model_response(TransactionResponse(data=TransactionOut.of(row)))
 
 
 async def void(request: web.Request) -> web.Response:
@@ -135,4 +133,4 @@ async def void(request: web.Request) -> web.Response:
             },
         )
         uow.emit(PaymentVoided(order_id=charge["order_id"], transaction=transaction_view(voided)))
-    return respond(TransactionResponse(data=transaction_data(voided)))
+    return model_response(TransactionResponse(data=TransactionOut.of(voided)))

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from payments.providers import ClientToken, Provider
 from shared.contracts import PaymentTypeView, TransactionView
-from shared.http import json_response
+from shared.http import TransactionOut
 
 
 class ProviderData(BaseModel):
@@ -39,31 +38,8 @@ class PaymentTypeCollection(BaseModel):
     data: list[PaymentTypeData]
 
 
-class TransactionData(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    transaction_id: str
-    merchant: str
-    amount: int
-    provider: str
-    driver: str
-    success: bool
-    refund: bool
-    status: str
-    card_type: str | None
-    last_four: str | None
-    notes: str | None
-    created_at: datetime
-
-
 class TransactionResponse(BaseModel):
-    data: TransactionData
-
-
-def respond(body: BaseModel) -> web.Response:
-    """A success, serialised through its operation's response model."""
-    return json_response(body.model_dump())
+    data: TransactionOut
 
 
 def provider_data(provider: Provider, token: ClientToken) -> ProviderData:
@@ -94,10 +70,6 @@ def transaction_view(row: Mapping[str, Any]) -> TransactionView:
         notes=row["notes"],
         created_at=row["created_at"],
     )
-
-
-def transaction_data(row: asyncpg.Record) -> TransactionData:
-    return TransactionData.model_validate(transaction_view(row), from_attributes=True)
 
 
 def type_view(row: Mapping[str, Any]) -> PaymentTypeView:

@@ -49,6 +49,7 @@ async def test_partial_refunds_add_up_to_the_total_then_are_refused(client, chec
         "transaction_id",
         "merchant",
         "amount",
+        "currency",
         "provider",
         "driver",
         "success",

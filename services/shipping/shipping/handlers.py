@@ -13,6 +13,7 @@ from shared.http import (
     ApiError,
     NotFound,
     ValidationFailed,
+    model_response,
     new_id,
     paginated,
     path_id,
@@ -42,7 +43,6 @@ from shipping.views import (
     ZoneResponse,
     method_view,
     price_view,
-    respond,
     shipment_view,
     zone_view,
 )
@@ -61,7 +61,7 @@ def _pool(request: web.Request) -> asyncpg.Pool:
 
 async def _zone_response(conn: asyncpg.Connection, zone: asyncpg.Record, status: int = 200) -> web.Response:
     regions = await queries.regions(conn, [zone["id"]])
-    return respond(ZoneResponse(data=zone_view(zone, regions)), status=status)
+    return model_response(ZoneResponse(data=zone_view(zone, regions)), status=status)
 
 
 async def list_zones(request: web.Request) -> web.Response:
@@ -72,7 +72,7 @@ async def list_zones(request: web.Request) -> web.Response:
     by_zone: dict[str, list[asyncpg.Record]] = {}
     for region in regions:
         by_zone.setdefault(region["zone_id"], []).append(region)
-    return respond(ZoneCollection(data=[zone_view(z, by_zone.get(z["id"], [])) for z in zones]))
+    return model_response(ZoneCollection(data=[zone_view(z, by_zone.get(z["id"], [])) for z in zones]))
 
 
 async def create_zone(request: web.Request) -> web.Response:
@@ -139,7 +139,7 @@ async def _replace_regions(conn: asyncpg.Connection, zone_id: str, body: ZoneUpd
 async def list_methods(request: web.Request) -> web.Response:
     require_admin(request)
     rows = await queries.methods(_pool(request))
-    return respond(MethodCollection(data=[method_view(r) for r in rows]))
+    return model_response(MethodCollection(data=[method_view(r) for r in rows]))
 
 
 async def create_method(request: web.Request) -> web.Response:
@@ -150,7 +150,7 @@ async def create_method(request: web.Request) -> web.Response:
             row = await queries.insert_method(uow.conn, new_id(), body.type, body.name, body.description, body.code)
     except asyncpg.UniqueViolationError as exc:
         raise ValidationFailed.one("code", CODE_TAKEN) from exc
-    return respond(MethodResponse(data=method_view(row)), status=201)
+    return model_response(MethodResponse(data=method_view(row)), status=201)
 
 
 async def update_method(request: web.Request) -> web.Response:
@@ -168,7 +168,7 @@ async def update_method(request: web.Request) -> web.Response:
         raise ValidationFailed.one("code", CODE_TAKEN) from exc
     if row is None:
         raise NotFound()
-    return respond(MethodResponse(data=method_view(row)))
+    return model_response(MethodResponse(data=method_view(row)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,13 +194,13 @@ async def _check_price(conn: asyncpg.Connection, values: dict[str, Any]) -> None
 
 async def _price_response(conn: asyncpg.Connection, price_id: str, status: int = 200) -> web.Response:
     [row] = await queries.price_details(conn, price_id)
-    return respond(PriceResponse(data=price_view(row)), status=status)
+    return model_response(PriceResponse(data=price_view(row)), status=status)
 
 
 async def list_prices(request: web.Request) -> web.Response:
     require_admin(request)
     rows = await queries.price_details(_pool(request))
-    return respond(PriceCollection(data=[price_view(r) for r in rows]))
+    return model_response(PriceCollection(data=[price_view(r) for r in rows]))
 
 
 async def create_price(request: web.Request) -> web.Response:
@@ -248,7 +248,7 @@ async def list_shipments(request: web.Request) -> web.Response:
         rows = await queries.shipments_page(conn, query.order_id, query.status, query.per_page, offset)
     data = [shipment_view(r) for r in rows]
     page = paginated(request, data, page=query.page, per_page=query.per_page, total=total)
-    return respond(ShipmentCollection.model_validate(page))
+    return model_response(ShipmentCollection.model_validate(page))
 
 
 async def dispatch_shipment(request: web.Request) -> web.Response:
@@ -270,4 +270,4 @@ async def dispatch_shipment(request: web.Request) -> web.Response:
                 dispatched_at=dispatched["dispatched_at"],
             )
         )
-    return respond(ShipmentResponse(data=shipment_view(dispatched)))
+    return model_response(ShipmentResponse(data=shipment_view(dispatched)))

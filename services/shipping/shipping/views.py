@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 from pydantic import BaseModel
 
 from shared.contracts import ShippingMethodView, ShippingPriceView, ShippingZoneView
-from shared.http import PaginationLinks, PaginationMeta, json_response
+from shared.http import PaginationLinks, PaginationMeta
 from shipping.domain import Candidate, shipping_tax
 
 WEIGHT_UNIT = "g"  # min_weight / max_weight are integer grams
@@ -119,11 +118,6 @@ class ShipmentCollection(BaseModel):
 
 # ---------------------------------------------------------------------------------------------
 # Records to the wire
-
-
-def respond(body: BaseModel, status: int = 200) -> web.Response:
-    """A success, serialised through its operation's response model."""
-    return json_response(body.model_dump(by_alias=True), status=status)
 
 
 def region_view(row: asyncpg.Record) -> RegionOut:
