@@ -8,8 +8,8 @@ loopback, then measures, in order:
 2. checkouts per second with N concurrent shoppers (peak, closed loop), then latency at half load:
    shoppers arriving at half the peak's rate (open loop);
 3. `GET /orders/{id}` through the gateway and straight to the orders service;
-4. SQL statements and broker messages per placed order (the services' `/metrics` counters), peak
-   RSS per service;
+4. CPU, SQL statements and broker messages per placed order (the services' `/metrics` counters;
+   the statements are reported for information, no longer a target), peak RSS per service;
 5. the books: every order a shopper was told was placed is placed, none in flight, outboxes
    drained, dead-letter queues empty, stock decrements equal to the quantities sold.
 
@@ -62,7 +62,6 @@ TARGETS = {
     "storefront_p99_ms_half_load": 50,
     "process_to_placed_p99_ms_half_load": 100,
     "gateway_read_ratio": 0.70,
-    "sql_statements_per_order": 40,
     "broker_messages_per_order": 10,
     "rss_mib_per_service": 150,
 }

@@ -1,10 +1,10 @@
 """Each service as its app really wires it, with only the resources its handlers need.
 
 `running(...)` builds the app with the service's own `create_app` while recording what it hands to
-`runtime.event_consumer` (the subscriptions) and `runtime.rpc_server` (the responders), then starts
-the database pool (and the service's own extra resources: payments' side pool and providers) on
-the run's database. Nothing is consumed from the broker: the tests call `EventConsumer.handle` and
-the responders directly.
+`runtime.create_service_app` (its subscriptions, responders and resources), then starts the
+database pool and the service's own resources (payments' side pool and providers, orders' caches)
+on the run's database. Nothing is consumed from the broker: the tests call `EventConsumer.handle`
+and the responders directly.
 
 Every message is handled inside one outer transaction of one connection that is rolled back at the
 end (each message in its own savepoint): the handlers' writes and the events they emit are seen
@@ -33,10 +33,9 @@ from orders.app import create_app as orders_app
 from orders.settings import OrdersSettings
 from payments.app import create_app as payments_app
 from payments.providers import CONSUMED_NONCE, DECLINED_NONCE, VALID_NONCE
-from payments.resources import side_resources
 from payments.settings import PaymentsSettings
 from shared import runtime
-from shared.bus import RequestHandler, Subscription
+from shared.bus import RequestHandler, Responder, Subscription
 from shared.http import new_id
 from shared.settings import ServiceSettings
 from shipping import queries as shipping_queries
@@ -152,8 +151,6 @@ class Service:
     name: str
     settings: type[ServiceSettings]
     create_app: Callable[[Any], web.Application]
-    # Resources besides the database pool that the handlers read from the app.
-    resources: tuple[Callable[[Any], runtime.CleanupCtx], ...] = ()
     # Data the messages may name, created in the outer (rolled back) transaction.
     data: Callable[[asyncpg.Connection], Awaitable[Seeded]] = no_data
     settings_overrides: tuple[tuple[str, Any], ...] = ()
@@ -164,12 +161,7 @@ SERVICES = {
     "orders": Service("orders", OrdersSettings, orders_app),
     "shipping": Service("shipping", ShippingSettings, shipping_app, data=shipping_data),
     "payments": Service(
-        "payments",
-        PaymentsSettings,
-        payments_app,
-        (side_resources,),
-        data=payments_data,
-        settings_overrides=(("side_pool_max", 2),),
+        "payments", PaymentsSettings, payments_app, data=payments_data, settings_overrides=(("side_pool_max", 2),)
     ),
 }
 
@@ -179,12 +171,18 @@ class Running:
     service: Service
     settings: ServiceSettings
     app: web.Application
+    # What the app hands its event consumer, by routing key.
     subscriptions: dict[str, Subscription] = field(default_factory=dict)
-    rpc_factory: Callable[[web.Application], dict[str, RequestHandler]] | None = None
+    responder_factory: runtime.Wiring[Responder] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
         return self.app[runtime.POOL]
+
+    def responder_types(self) -> set[str]:
+        if self.responder_factory is None:
+            return set()
+        return {responder.model.type for responder in self.responder_factory(self.app)}
 
     @contextlib.asynccontextmanager
     async def outer_transaction(self, isolation: str | None = None) -> AsyncIterator[asyncpg.Connection]:
@@ -198,21 +196,26 @@ class Running:
 
     @contextlib.asynccontextmanager
     async def responders(self, conn: asyncpg.Connection) -> AsyncIterator[dict[str, RequestHandler]]:
-        """The app's responders, reading through `conn` (the outer transaction) instead of the pool."""
-        assert self.rpc_factory is not None, f"{self.service.name} registers no responder"
+        """The app's responders by request type, reading through `conn` (the outer transaction)
+        instead of the pool."""
+        assert self.responder_factory is not None, f"{self.service.name} registers no responder"
         real = self.app[runtime.POOL]
         self.app[runtime.POOL] = OneConnection(conn)  # type: ignore[assignment]
         try:
-            yield self.rpc_factory(self.app)
+            yield {responder.model.type: responder.handler for responder in self.responder_factory(self.app)}
         finally:
             self.app[runtime.POOL] = real
 
 
 class OneConnection:
-    """Stands in for a pool: every `acquire` lends the one connection of the test's transaction."""
+    """Stands in for a pool: every `acquire` lends the one connection of the test's transaction,
+    and the pool's own query methods (`pool.fetchrow(...)`) run on it."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
@@ -224,21 +227,18 @@ async def running(name: str, infra: Any, monkeypatch: pytest.MonkeyPatch) -> Asy
     service = SERVICES[name]
     settings = infra.settings(service.settings, db_pool_min=1, db_pool_max=2, **dict(service.settings_overrides))
     wiring: dict[str, Any] = {}
-    real_consumer, real_rpc_server = runtime.event_consumer, runtime.rpc_server
+    real_factory = runtime.create_service_app
 
-    def recording_consumer(s: ServiceSettings, subscriptions: dict[str, Subscription]) -> runtime.CleanupCtx:
-        wiring["subscriptions"] = subscriptions
-        return real_consumer(s, subscriptions)
-
-    def recording_rpc_server(s: ServiceSettings, handlers: Callable[..., Any]) -> runtime.CleanupCtx:
-        wiring["rpc_factory"] = handlers
-        return real_rpc_server(s, handlers)
+    def recording_factory(settings: ServiceSettings, **kwargs: Any) -> web.Application:
+        wiring.update(kwargs)
+        return real_factory(settings, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(runtime, "event_consumer", recording_consumer)
-        patch.setattr(runtime, "rpc_server", recording_rpc_server)
+        patch.setattr(runtime, "create_service_app", recording_factory)
         app = service.create_app(settings)
     async with contextlib.AsyncExitStack() as stack:
-        for factory in (runtime.database, *service.resources):
-            await stack.enter_async_context(contextlib.asynccontextmanager(factory(settings))(app))
-        yield Running(service, settings, app, wiring.get("subscriptions", {}), wiring.get("rpc_factory"))
+        for resource in (runtime.database(settings), *wiring.get("resources", ())):
+            await stack.enter_async_context(contextlib.asynccontextmanager(resource)(app))
+        subscriptions = wiring.get("subscriptions")
+        by_key = {sub.model.routing_key(): sub for sub in subscriptions(app)} if subscriptions is not None else {}
+        yield Running(service, settings, app, by_key, wiring.get("responders"))

@@ -37,8 +37,7 @@ async def test_the_app_subscribes_and_answers_exactly_what_the_registry_says(ser
             # The handler is fed this model: it must be the registry's class for the key, not a look-alike.
             assert subscription.model is EVENTS[key].model, key
             assert subscription.model.routing_key() == key
-        responders = svc.rpc_factory(svc.app) if svc.rpc_factory is not None else {}
-        assert set(responders) == responded_types(service)
+        assert svc.responder_types() == responded_types(service)
 
 
 async def bound_keys(infra: Any, service: str) -> set[str]:
@@ -126,7 +125,7 @@ async def test_unknown_versions_types_and_invalid_payloads_are_parked_with_a_rea
     (The broker side, the dead-letter queue and its `x-dead-reason`, is proven once for the shared
     consumer in tests/platform/test_outbox_inbox.py.)"""
     async with running(service, infra, monkeypatch) as svc:
-        consumer = RecordingConsumer(svc.pool, Topology.from_settings(svc.settings), svc.subscriptions)
+        consumer = RecordingConsumer(svc.pool, Topology.from_settings(svc.settings), list(svc.subscriptions.values()))
         for key in sorted(svc.subscriptions):
             example = EXAMPLES[key][0]
             cases = {

@@ -67,7 +67,11 @@ async def deliver(svc: Running, conn: asyncpg.Connection, message: Contract) -> 
     assert_wire_valid(type(message), envelope.payload)
     subscription = svc.subscriptions[envelope.routing_key]
     payload = subscription.model.model_validate(envelope.payload)
-    consumer = EventConsumer(OneConnection(conn), Topology.from_settings(svc.settings), svc.subscriptions)  # type: ignore[arg-type]
+    consumer = EventConsumer(
+        OneConnection(conn),  # type: ignore[arg-type]
+        Topology.from_settings(svc.settings),
+        list(svc.subscriptions.values()),
+    )
     savepoint = conn.transaction()
     await savepoint.start()
     try:

@@ -8,10 +8,14 @@ the platform tables only and use a namespace of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import asyncpg
@@ -20,14 +24,39 @@ import pytest
 from basket.settings import BasketSettings
 from orders.settings import OrdersSettings
 from shared import db
-from shared.bus import EventConsumer, HandlerContext, Subscription, Topology
+from shared.bus import EventConsumer, EventHandler, Subscription, Topology
 from shared.contracts import OrderPlaced
 from shared.outbox import Relay
 from shared.settings import ServiceSettings
+from shared.uow import UnitOfWork, unit_of_work
 from shipping.settings import ShippingSettings
 from tests.support import Infra, delete_bus_namespace
 
 EMPTY = Path(__file__).parent / "no_migrations"
+
+
+def placed(order_id: str) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=order_id,
+        attempt_id=uuid.uuid4(),
+        basket_id="b" * 24,
+        reference="2026-11-0001",
+        status="payment-received",
+        order_total=1200,
+        currency="GBP",
+        lines=[],
+        placed_at=datetime.now(UTC),
+    )
+
+
+async def record_effect(uow: UnitOfWork, order_id: str) -> None:
+    """The change a test's unit of work makes: one row in its schema's effects table."""
+    await uow.conn.execute(
+        "INSERT INTO effects (consumer, event_id, order_id) VALUES ($1, $2, $3)",
+        uow.producer,
+        uow.causation_id,
+        order_id,
+    )
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition") -> None:
@@ -65,27 +94,33 @@ class Platform:
         self._stoppable.append(relay)
         return relay
 
-    async def consumer(self, service: str) -> EventConsumer:
-        """A consumer of `order.placed.v1` that records each effect in its schema's effects table."""
+    async def consumer(self, service: str, handler: EventHandler | None = None, **kwargs: Any) -> EventConsumer:
+        """A started consumer of `order.placed.v1`; by default its handler records one effect."""
 
-        async def record(ctx: HandlerContext, payload: OrderPlaced) -> None:
-            await ctx.conn.execute(
-                "INSERT INTO effects (consumer, event_id, order_id) VALUES ($1, $2, $3)",
-                service,
-                ctx.envelope.event_id,
-                payload.order_id,
-            )
+        async def on_order_placed(uow: UnitOfWork, event: OrderPlaced) -> None:
+            await record_effect(uow, event.order_id)
 
-        consumer = EventConsumer(
-            self.pools[service],
-            self.topology(service),
-            {OrderPlaced.routing_key(): Subscription(OrderPlaced, record)},
-            prefetch=64,
-        )
+        consumer = self.idle_consumer(service, handler or on_order_placed, **kwargs)
         assert self.connection is not None
         await consumer.start(self.connection)
         self._stoppable.append(consumer)
         return consumer
+
+    def idle_consumer(self, service: str, handler: EventHandler, **kwargs: Any) -> EventConsumer:
+        """A consumer not attached to the broker: tests deliver with `handle` themselves."""
+        kwargs.setdefault("prefetch", 64)
+        return EventConsumer(
+            self.pools[service], self.topology(service), [Subscription(OrderPlaced, handler)], **kwargs
+        )
+
+    async def announce(self, order_id: str, *, commit: bool = True, relay: Relay | None = None) -> None:
+        """What an HTTP handler of orders does: a change (an effect) and its event, in a unit of work."""
+        with contextlib.suppress(RolledBack):
+            async with unit_of_work(self.pools["orders"], "orders", relay=relay) as uow:
+                await record_effect(uow, order_id)
+                uow.emit(placed(order_id))
+                if not commit:
+                    raise RolledBack
 
     async def effects(self, service: str, order_id: str | None = None) -> int:
         if order_id is None:
@@ -94,6 +129,13 @@ class Platform:
 
     async def outbox_rows(self, service: str = "orders") -> int:
         return await self.pools[service].fetchval("SELECT count(*) FROM outbox")
+
+    async def inbox_rows(self, service: str) -> int:
+        return await self.pools[service].fetchval("SELECT count(*) FROM inbox")
+
+
+class RolledBack(Exception):
+    """Raised inside a unit of work to make it roll back."""
 
 
 @pytest.fixture
@@ -113,10 +155,13 @@ async def platform(infra: Infra) -> AsyncIterator[Platform]:
                 f"""
                 SET ROLE {schema}_owner;
                 CREATE TABLE IF NOT EXISTS {schema}.effects (
-                    consumer text NOT NULL, event_id uuid NOT NULL, order_id text NOT NULL
+                    consumer text NOT NULL, event_id uuid, order_id text NOT NULL
+                );
+                CREATE TABLE IF NOT EXISTS {schema}.counters (
+                    id text PRIMARY KEY, value integer NOT NULL, version integer NOT NULL
                 );
                 RESET ROLE;
-                TRUNCATE {schema}.effects, {schema}.outbox, {schema}.inbox;
+                TRUNCATE {schema}.effects, {schema}.counters, {schema}.outbox, {schema}.inbox;
                 """
             )
     finally:

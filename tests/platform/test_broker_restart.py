@@ -9,7 +9,6 @@ import subprocess
 import pytest
 
 from tests.platform.conftest import Platform, wait_for
-from tests.platform.test_outbox_inbox import enqueue
 
 pytestmark = pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs a local RabbitMQ node")
 
@@ -24,13 +23,13 @@ async def rabbitmqctl(*args: str) -> None:
 async def test_pending_events_are_delivered_after_a_broker_restart(platform: Platform):
     await platform.consumer("basket")
     await platform.relay()
-    await enqueue(platform, "before")
+    await platform.announce("before")
     await wait_for(lambda: _effects(platform, 1), what="delivery before the restart")
 
     await rabbitmqctl("stop_app")
     try:
         for i in range(20):
-            await enqueue(platform, f"during-{i}")  # the database takes them; the broker is down
+            await platform.announce(f"during-{i}")  # the database takes them; the broker is down
         await asyncio.sleep(1)
         assert await platform.outbox_rows() == 20
     finally:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from shared.bus import RpcClient, RpcError, RpcServer, RpcTimeout, RpcUnavailable
+from shared.bus import Responder, RpcClient, RpcError, RpcServer, RpcTimeout, RpcUnavailable
 from shared.contracts import BasketSnapshot, BasketSnapshotReply, GetBasketSnapshot
 from tests.platform.conftest import Platform
 
@@ -33,7 +33,7 @@ async def answer(request: GetBasketSnapshot) -> BasketSnapshotReply:
 
 async def test_request_is_answered_within_the_deadline(platform: Platform):
     assert platform.connection is not None
-    server = RpcServer(platform.topology("basket"), {GetBasketSnapshot.type: answer})
+    server = RpcServer(platform.topology("basket"), [Responder(GetBasketSnapshot, answer)])
     await server.start(platform.connection)
     platform._stoppable.append(server)
     client = RpcClient(platform.topology("orders"))
@@ -56,7 +56,7 @@ async def test_a_stopped_responder_is_a_timeout_and_a_missing_one_is_unavailable
     with pytest.raises(RpcUnavailable, match="no basket service"):
         await client.call(GetBasketSnapshot(basket_id="abc"), timeout=1)
 
-    server = RpcServer(platform.topology("basket"), {GetBasketSnapshot.type: answer})
+    server = RpcServer(platform.topology("basket"), [Responder(GetBasketSnapshot, answer)])
     await server.start(platform.connection)
     await server.stop()  # its queue stays bound, nobody consumes: the service is down
     started = time.monotonic()
@@ -67,6 +67,6 @@ async def test_a_stopped_responder_is_a_timeout_and_a_missing_one_is_unavailable
 
 async def test_only_the_registered_responder_may_answer(platform: Platform):
     assert platform.connection is not None
-    server = RpcServer(platform.topology("orders"), {GetBasketSnapshot.type: answer})
+    server = RpcServer(platform.topology("orders"), [Responder(GetBasketSnapshot, answer)])
     with pytest.raises(ValueError, match="not the registered responder"):
         await server.start(platform.connection)
