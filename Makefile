@@ -4,24 +4,47 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SERVICES := basket orders shipping payments
+# The local packages: shared (the repository root) and the five services.
+PACKAGES := . $(addprefix services/,gateway $(SERVICES))
+# Two steps: the third-party packages exactly as locked (uv among them, which make lock needs),
+# then the local packages on top, editable and with --no-deps.
+LOCKED := $(VENV)/.locked
 STAMP := $(VENV)/.installed
 SOURCES := pyproject.toml $(wildcard services/*/pyproject.toml)
+# requirements*.lock pin every third-party package with its hashes, for Python 3.11 and later
+# on any platform; the local packages are left out of them.
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" \
+	$(foreach p,shared gateway $(SERVICES),--no-emit-package commerce-$(p)) $(LOCK_ARGS)
 
-.PHONY: help venv run migrate seed test test-fast lint format bench bench-smoke contracts clean token
+.PHONY: help venv lock run migrate seed test test-fast lint format bench bench-smoke contracts clean token
 
 help:
 	@echo "make run      install, migrate, load demo data and start the five services (gateway on :8000)"
 	@echo "make test     install and run the whole test suite against Postgres and RabbitMQ"
-	@echo "make lint     ruff"
+	@echo "make lint     ruff (check and format) and the dead-code check (tools/deadcode.py)"
+	@echo "make lock     re-pin requirements*.lock after a dependency change in a pyproject.toml"
+	@echo "              (make lock LOCK_ARGS=--upgrade moves every pin to the newest release)"
 	@echo "make bench    the load benchmark (not part of make test)"
 	@echo "make token    print an admin bearer token for local use"
 	@echo "make contracts regenerate shared/schemas and docs/events.md from shared/contracts.py"
 
-$(STAMP): $(SOURCES)
+$(LOCKED): requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e '.[dev]' $(foreach s,gateway $(SERVICES),-e services/$(s))
+	@$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	@touch $(LOCKED)
+
+# pip check fails on a dependency declared in a pyproject.toml but not locked: run make lock.
+$(STAMP): $(LOCKED) $(SOURCES)
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps $(foreach p,$(PACKAGES),-e $(p))
+	@problems=$$($(BIN)/python -m pip check) || { echo "$$problems" >&2; exit 1; }
 	@touch $(STAMP)
+
+# Keeps the pins it can (only what changed is resolved again), unless LOCK_ARGS says otherwise.
+lock: $(LOCKED)
+	$(LOCK) requirements.in -o requirements.lock
+	$(LOCK) requirements-dev.in -o requirements-dev.lock
 
 venv: $(STAMP)
 
@@ -45,6 +68,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/python tools/deadcode.py
 
 format: $(STAMP)
 	@$(BIN)/ruff check --fix .

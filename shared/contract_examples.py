@@ -25,7 +25,6 @@ PRICE_ID = "pr1c3q2mzk4wx5bd7ntha3rc"
 METHOD_ID = "m3thq2mzk7wx4bd5nrta6hcv"
 ZONE_ID = "z0n3q2mzk7wx4bd5nrtah6cv"
 CARD_TYPE_ID = "0f5d3c2b1a0948e7a6b5c4d3e2f10a9b"
-OFFLINE_TYPE_ID = "1a2b3c4d5e6f47a8b9c0d1e2f3a4b5c6"
 
 LINES = [
     {"variant_id": VARIANT_A, "sku": "TSHIRT-BLK-M", "quantity": 2},

@@ -122,9 +122,9 @@ def longest_request(service: str) -> float:
     """How long an in-flight request may legitimately take: the HTTP drain must wait that long."""
     settings = settings_class(service)()
     if service == "gateway":
-        from gateway.routes import ROUTES
+        from gateway.routes import load_routes
 
-        return max(route.timeout or settings.default_timeout for route in ROUTES)
+        return max(route.timeout or settings.default_timeout for route in load_routes())
     # A handler that waits for an outcome does so up to a `*_deadline` setting (orders' checkout).
     deadlines = [getattr(settings, name) for name in type(settings).model_fields if name.endswith("deadline")]
     return max(deadlines, default=0.0)

@@ -124,10 +124,10 @@ def test_migrations_then_seed_then_the_service(compose: dict[str, Any]) -> None:
     assert gateway == {s: {"condition": "service_healthy"} for s in MIGRATING}
 
 
-def test_each_image_is_built_from_its_own_dockerfile_with_the_repository_as_context(compose: dict[str, Any]) -> None:
+def test_each_image_is_built_from_the_one_dockerfile_naming_its_service(compose: dict[str, Any]) -> None:
     for service in SERVICES:
         build = compose["services"][service]["build"]
-        assert build == {"context": ".", "dockerfile": f"services/{service}/Dockerfile"}
+        assert build == {"context": ".", "dockerfile": "Dockerfile", "args": {"SERVICE": service}}
         assert (ROOT / build["dockerfile"]).is_file()
         assert compose["services"][service]["image"] == f"commerce/{service}:local"
 

@@ -318,10 +318,10 @@ def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> N
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_run_as_the_images_user(overlay: str) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    user = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")][-1]
+    uid, _, gid = user.partition(":")
     for service in SERVICES:
-        dockerfile = (ROOT / "services" / service / "Dockerfile").read_text()
-        user = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")][-1]
-        uid, _, gid = user.partition(":")
         for obj in rendered(overlay):
             if obj["metadata"]["name"] in {service, f"{service}-migrate"} and pod_specs(obj):
                 context = pod_specs(obj)[0]["securityContext"]

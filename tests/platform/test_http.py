@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel
 
 from shared.http import NUL_MESSAGE, ValidationFailed, refuse_nul
-
-
-class Anything(BaseModel):
-    pass
 
 
 @pytest.mark.parametrize(
