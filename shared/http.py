@@ -231,22 +231,9 @@ class TransactionOut(BaseModel):
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> TransactionOut:
-        return cls(
-            id=row["id"],
-            transaction_id=row["transaction_id"],
-            merchant=row["merchant"],
-            amount=row["amount"],
-            currency=row["currency"],
-            provider=row["provider"],
-            driver=row["driver"],
-            success=row["success"],
-            refund=row["refund"],
-            status=row["status"],
-            card_type=row["card_type"],
-            last_four=row["last_four"],
-            notes=row["notes"],
-            created_at=wire_timestamp(row["created_at"]),
-        )
+        """From a row of payments' ledger or of orders' projection of it (same column names)."""
+        fields = {name: row[name] for name in cls.model_fields}
+        return cls.model_validate({**fields, "created_at": wire_timestamp(row["created_at"])})
 
 
 def paginated(request: web.Request, data: list[Any], *, page: int, per_page: int, total: int) -> dict[str, Any]:

@@ -53,23 +53,8 @@ def payment_type_data(row: asyncpg.Record) -> PaymentTypeData:
 
 
 def transaction_view(row: Mapping[str, Any]) -> TransactionView:
-    return TransactionView(
-        id=row["id"],
-        order_id=row["order_id"],
-        transaction_id=row["transaction_id"],
-        merchant=row["merchant"],
-        amount=row["amount"],
-        currency=row["currency"],
-        provider=row["provider"],
-        driver=row["driver"],
-        success=row["success"],
-        refund=row["refund"],
-        status=row["status"],
-        card_type=row["card_type"],
-        last_four=row["last_four"],
-        notes=row["notes"],
-        created_at=row["created_at"],
-    )
+    """The ledger row as payments publishes it in its events."""
+    return TransactionView.model_validate({name: row[name] for name in TransactionView.model_fields})
 
 
 def type_view(row: Mapping[str, Any]) -> PaymentTypeView:
