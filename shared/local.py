@@ -21,6 +21,17 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("basket", "orders", "shipping", "payments", "gateway")
+# docker-compose.yml requires the services' secrets (from .env) to be set even when only the
+# infrastructure starts; these fill them for that (no service is started with them), and leave
+# RabbitMQ's user guest, which the loopback defaults of `make run` use.
+INFRA_ONLY_ENV = {
+    "COMMERCE_AMQP_USER": "guest",
+    "COMMERCE_AMQP_PASSWORD": "guest",
+    "IDENTITY_SIGNING_KEY": "unused",
+    "GATEWAY_ADMIN_JWT_SECRET": "unused",
+    "GATEWAY_ADMIN_JWT_ISSUER": "unused",
+    "GATEWAY_ADMIN_JWT_AUDIENCE": "unused",
+}
 
 
 def _endpoint(url: str, default_port: int) -> tuple[str, int]:
@@ -58,7 +69,12 @@ def check(for_tests: bool) -> int:
             return 0  # the tests start them with testcontainers
         services = [{"Postgres": "postgres", "RabbitMQ": "rabbitmq"}[name] for name in missing]
         print(f"starting {', '.join(services)} with docker compose", flush=True)
-        subprocess.run(["docker", "compose", "up", "-d", "--wait", *services], cwd=ROOT, check=True)
+        subprocess.run(
+            ["docker", "compose", "up", "-d", "--wait", *services],
+            cwd=ROOT,
+            check=True,
+            env=INFRA_ONLY_ENV | os.environ,
+        )
         return 0
     for name, (host, port) in missing.items():
         hint = {

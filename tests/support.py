@@ -28,13 +28,20 @@ import asyncpg
 import orjson
 
 from shared.bus import Topology
-from shared.settings import ServiceSettings
+from shared.identity import signed_identity_headers
+from shared.settings import DEV_IDENTITY_SIGNING_KEY, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("basket", "orders", "shipping", "payments")
 ALL_SERVICES = ("gateway", *SERVICES)
 S = TypeVar("S", bound=ServiceSettings)
 RETRY_DELAYS_MS = (200, 1000, 3000)
+
+
+def identity_headers(sub: str = "t", roles: tuple[str, ...] = ("admin",)) -> dict[str, str]:
+    """The identity headers the gateway would send a service, signed now with the development key
+    (the services under test run in development): call it per request, a signature ages."""
+    return signed_identity_headers({"sub": sub, "roles": list(roles)}, DEV_IDENTITY_SIGNING_KEY)
 
 
 def _reachable(host: str, port: int) -> bool:

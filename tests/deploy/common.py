@@ -39,7 +39,11 @@ def unknown_settings(service: str, names: list[str]) -> list[str]:
     """Environment variable names that no field of the service's settings reads (typos)."""
     cls = settings_class(service)
     prefix = env_prefix(service)
-    fields = {f"{prefix}{name}".upper() for name in cls.model_fields}
+    # A field with an alias is read from that plain name (COMMERCE_ENV, IDENTITY_SIGNING_KEY).
+    fields = {
+        field.validation_alias.upper() if isinstance(field.validation_alias, str) else f"{prefix}{name}".upper()
+        for name, field in cls.model_fields.items()
+    }
     return sorted(name for name in names if name.upper() not in fields)
 
 

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from shared.settings import KNOWN_DEV_SECRETS
 from tests.deploy.common import (
     MIGRATING,
     PORTS,
@@ -19,6 +20,7 @@ from tests.deploy.common import (
     SCHEMAS,
     SERVICES,
     SHUTDOWN_MARGIN,
+    dockerignore,
     drain_after_http,
     env_prefix,
     longest_request,
@@ -150,7 +152,7 @@ def test_environment_names_real_settings_and_wires_the_right_roles(compose: dict
             dsn = urlsplit(env[f"{prefix}MIGRATE_DATABASE_URL"])
             assert (dsn.username, dsn.hostname, dsn.path) == ("postgres", "postgres", "/commerce")
         if f"{prefix}AMQP_URL" in env:
-            assert urlsplit(env[f"{prefix}AMQP_URL"]).hostname == "rabbitmq"
+            assert AMQP_URL.fullmatch(env[f"{prefix}AMQP_URL"]), env[f"{prefix}AMQP_URL"]
     for service in MIGRATING:
         env = services[service]["environment"]
         assert {f"{env_prefix(service)}{key}" for key in ("DATABASE_URL", "AMQP_URL")} <= set(env)
@@ -160,12 +162,13 @@ def test_the_gateway_reaches_each_service_by_name_and_port(compose: dict[str, An
     env = compose["services"]["gateway"]["environment"]
     for service in MIGRATING:
         assert env[f"GATEWAY_{service.upper()}_URL"] == f"http://{service}:{PORTS[service]}"
-    assert env["GATEWAY_ADMIN_JWT_SECRET"].startswith("${GATEWAY_ADMIN_JWT_SECRET:-")
+    assert env["GATEWAY_ADMIN_JWT_SECRET"] == "${GATEWAY_ADMIN_JWT_SECRET:?set it in .env}"
 
 
 def test_ports_only_the_gateway_is_published_and_infrastructure_on_loopback(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["gateway"]["ports"] == ["8000:8000"]
+    # Loopback unless the operator says otherwise in .env (docker-compose.yml's header).
+    assert services["gateway"]["ports"] == ["${GATEWAY_PUBLISH:-127.0.0.1:8000}:8000"]
     for service in MIGRATING:
         assert "ports" not in services[service]
         assert services[service]["expose"] == [str(PORTS[service])]
@@ -199,3 +202,56 @@ def test_stop_grace_period_covers_the_drain(compose: dict[str, Any]) -> None:
         assert shutdown > longest_request(service), f"{service}: the drain would cut in-flight requests"
         budget = shutdown + drain_after_http(service) + SHUTDOWN_MARGIN
         assert seconds(svc["stop_grace_period"]) >= budget, service
+
+
+# --- production mode and secrets (issue 17) ----------------------------------------------------------
+
+APPS = (*SERVICES, *(f"{s}-migrate" for s in MIGRATING), *(f"{s}-seed" for s in MIGRATING))
+# Environment variables whose values are secrets (keys, DSNs and URLs holding passwords).
+SECRET_NAMES = re.compile(r"(SECRET|_KEY$|PASSWORD|AMQP_URL)")
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
+# The broker's user and password from .env, the host by its compose name.
+AMQP_URL = re.compile(rf"amqp://{REQUIRED.pattern}:{REQUIRED.pattern}@rabbitmq:5672/")
+
+
+def env_example() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines())
+    return {
+        name.strip(): value.strip() for name, value in (p for p in pairs if len(p) == 2) if not name.startswith("#")
+    }
+
+
+def test_every_service_and_step_runs_in_production(compose: dict[str, Any]) -> None:
+    for name in APPS:
+        assert compose["services"][name]["environment"]["COMMERCE_ENV"] == "production", name
+
+
+def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> None:
+    """Secrets come from .env through `${VAR:?...}`: no literal, and no `${VAR:-default}` fallback."""
+    for name in APPS:
+        env = compose["services"][name]["environment"]
+        secrets = {key: value for key, value in env.items() if SECRET_NAMES.search(key)}
+        if not name.endswith("-migrate"):
+            assert "IDENTITY_SIGNING_KEY" in secrets, name
+        for key, value in secrets.items():
+            assert ":-" not in value, (name, key)
+            if key.endswith("AMQP_URL"):
+                assert AMQP_URL.fullmatch(value), (name, key, value)
+            else:
+                assert REQUIRED.fullmatch(value), (name, key, value)
+    assert compose["services"]["payments"]["environment"]["PAYMENTS_SANDBOX_ENABLED"] == "false"
+
+
+def test_env_example_fills_every_required_variable_with_a_value_production_refuses(
+    compose: dict[str, Any],
+) -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = set(REQUIRED.findall(text))
+    example = env_example()
+    assert required <= set(example), required - set(example)
+    for name in required:
+        if SECRET_NAMES.search(name):
+            assert example[name] in KNOWN_DEV_SECRETS, name
+    # .env itself is never committed nor sent to a build.
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    assert dockerignore().excluded(".env")

@@ -230,7 +230,7 @@ def test_every_secret_reference_is_documented_in_the_example_secrets(overlay: st
     }
     refs = _secret_refs(overlay)
     assert refs - examples == set()
-    expected = {("gateway-auth", "admin-jwt-secret")}
+    expected = {("gateway-auth", "admin-jwt-secret"), ("commerce-identity", "identity-signing-key")}
     for service in MIGRATING:
         expected |= {
             (f"{service}-runtime", "database-url"),
@@ -418,3 +418,115 @@ def test_paths_in_docs_exist() -> None:
     for path in ("deploy/base", "deploy/production", "deploy/examples/secrets.yaml", "docker-compose.yml"):
         assert path in guide
         assert (ROOT / path).exists()
+
+
+# --- production mode and network policies (issue 17) -------------------------------------------------
+
+
+def _policy_for(overlay: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The NetworkPolicies whose podSelector selects pods with these labels."""
+    found = []
+    for obj in rendered(overlay):
+        if obj["kind"] != "NetworkPolicy":
+            continue
+        selector = obj["spec"]["podSelector"]
+        assert "matchExpressions" not in selector, object_id(obj)
+        if _selects(selector.get("matchLabels", {}), labels):
+            found.append(obj)
+    return found
+
+
+def _peer_selects(peer: dict[str, Any], labels: dict[str, str], namespace: str | None = None) -> bool:
+    """Whether a policy peer admits pods with `labels` in `namespace` (None: the policy's own)."""
+    if "ipBlock" in peer:
+        return False
+    ns_selector = peer.get("namespaceSelector")
+    if ns_selector is None and namespace is not None:
+        return False
+    if ns_selector is not None:
+        if namespace is None or ns_selector.get("matchLabels") != {"kubernetes.io/metadata.name": namespace}:
+            return False
+    pod_selector = peer.get("podSelector", {})
+    for expression in pod_selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return _selects(pod_selector.get("matchLabels", {}), labels)
+
+
+def _admitted(policy: dict[str, Any], labels: dict[str, str], namespace: str | None = None) -> set[Any]:
+    """The ports (or "all") the policy opens to pods with `labels`."""
+    ports: set[Any] = set()
+    for rule in policy["spec"].get("ingress", []):
+        assert rule.get("from"), f"{object_id(policy)}: a rule without `from` admits everyone"
+        if any(_peer_selects(peer, labels, namespace) for peer in rule["from"]):
+            ports |= {port["port"] for port in rule.get("ports", [])} or {"all"}
+    return ports
+
+
+def _pod_labels(overlay: str, kind: str, name: str) -> dict[str, str]:
+    return find(overlay, kind, name)["spec"]["template"]["metadata"]["labels"]
+
+
+PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_is_reached_only_by_the_gateway_and_prometheus(overlay: str, service: str) -> None:
+    (policy,) = _policy_for(overlay, _pod_labels(overlay, "Deployment", service))
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    # Prometheus, from the monitoring namespace, on the port that serves /metrics.
+    assert _admitted(policy, PROMETHEUS, "monitoring") == {"http"}
+    assert _admitted(policy, PROMETHEUS, "other") == set()
+    others = [s for s in SERVICES if s != service]
+    if service == "gateway":
+        assert _admitted(policy, {"app.kubernetes.io/name": "controller"}, "ingress-nginx") == {"http"}
+    else:
+        assert _admitted(policy, _pod_labels(overlay, "Deployment", "gateway")) == {"http"}
+        others.remove("gateway")
+    for other in others:
+        assert _admitted(policy, _pod_labels(overlay, "Deployment", other)) == set(), other
+    for migrating in MIGRATING:
+        assert _admitted(policy, _pod_labels(overlay, "Job", f"{migrating}-migrate")) == set()
+    assert _admitted(policy, {"app": "anything"}) == set()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_services_reach_rabbitmq(overlay: str) -> None:
+    (policy,) = _policy_for(overlay, {"app.kubernetes.io/name": "commerce-rabbitmq"})
+    for service in MIGRATING:
+        assert 5672 in _admitted(policy, _pod_labels(overlay, "Deployment", service)), service
+    assert _admitted(policy, _pod_labels(overlay, "Deployment", "gateway")) == set()
+    for service in MIGRATING:
+        assert _admitted(policy, _pod_labels(overlay, "Job", f"{service}-migrate")) == set()
+    assert _admitted(policy, {"app": "anything"}) == set()
+
+
+def test_only_the_services_and_their_migrations_reach_the_example_postgres() -> None:
+    (policy,) = [d for d in load_documents(DEPLOY / "examples" / "postgres-cnpg.yaml") if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"cnpg.io/cluster": "commerce-pg"}
+    for service in MIGRATING:
+        assert _admitted(policy, _pod_labels("base", "Deployment", service)) == {5432}, service
+        assert _admitted(policy, _pod_labels("base", "Job", f"{service}-migrate")) == {5432}, service
+    assert _admitted(policy, _pod_labels("base", "Deployment", "gateway")) == set()
+    assert _admitted(policy, {"app": "anything"}) == set()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_runs_in_production_mode(overlay: str) -> None:
+    for service in SERVICES:
+        assert find(overlay, "ConfigMap", f"{service}-config")["data"]["COMMERCE_ENV"] == "production"
+    assert find(overlay, "ConfigMap", "payments-config")["data"]["PAYMENTS_SANDBOX_ENABLED"] == "false"
+    gateway = find(overlay, "ConfigMap", "gateway-config")["data"]
+    assert gateway["GATEWAY_ADMIN_JWT_ISSUER"] and gateway["GATEWAY_ADMIN_JWT_AUDIENCE"]
+
+
+def test_example_secrets_are_refused_in_production() -> None:
+    """Every key in the example Secrets is a value production refuses to start with."""
+    from shared.settings import KNOWN_DEV_SECRETS
+
+    for doc in load_documents(DEPLOY / "examples" / "secrets.yaml"):
+        for key, value in doc["stringData"].items():
+            if key in {"admin-jwt-secret", "identity-signing-key", "password"}:
+                assert value in KNOWN_DEV_SECRETS, (doc["metadata"]["name"], key)

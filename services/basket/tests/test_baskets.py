@@ -13,7 +13,7 @@ import pytest
 from basket import domain
 from basket.consumers import on_get_basket_snapshot, on_order_placed
 from basket.settings import BasketSettings
-from services.basket.tests.testkit import ADMIN, API, create_product, create_variant, deliver, event_tap, sku
+from services.basket.tests.testkit import API, admin, create_product, create_variant, deliver, event_tap, sku
 from shared.bus import RpcClient, Topology, connect
 from shared.contracts import BasketSnapshotReply, GetBasketSnapshot, LineQuantity, OrderPlaced
 
@@ -360,7 +360,7 @@ async def test_a_purchasable_change_is_checked_on_update(client: Any, catalogue:
     variant = await create_variant(client)
     response = await client.post(f"{API}/basket-lines?include=lines", json=_add(variant["id"], 1))
     line_id = (await response.json())["data"]["lines"]["data"][0]["id"]
-    await client.put(f"{API}/products/variants/{variant['id']}", json={"purchasable": False}, headers=ADMIN)
+    await client.put(f"{API}/products/variants/{variant['id']}", json={"purchasable": False}, headers=admin())
     response = await client.put(f"{API}/basket-lines/{line_id}", json={"quantity": 2})
     assert response.status == 422
     assert await response.json() == {"quantity": [f"Product {variant['sku']} is no longer available"]}

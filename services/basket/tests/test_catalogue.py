@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
 from basket.seed import CATALOGUE, seed
-from services.basket.tests.testkit import ADMIN, API, create_product, create_variant, sku
-from shared.http import IDENTITY_HEADER
+from services.basket.tests.testkit import API, admin, create_product, create_variant, sku
+from tests.support import identity_headers
 
 # The shared request-id middleware stores a string key on the request (aiohttp 3.14 warns).
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -121,7 +120,7 @@ async def test_admin_routes_need_the_admin_identity(client: Any) -> None:
     body = {"name": "x", "variants": [{"sku": sku(), "price": 1}]}
     response = await client.post(f"{API}/products", json=body)
     assert response.status == 401
-    shopper = {IDENTITY_HEADER: orjson.dumps({"sub": "s", "roles": []}).decode()}
+    shopper = identity_headers("s", ())
     response = await client.post(f"{API}/products", json=body, headers=shopper)
     assert response.status == 403
     variant = await create_variant(client)
@@ -134,7 +133,7 @@ async def test_update_variant_and_set_inventory(client: Any) -> None:
     response = await client.put(
         f"{API}/products/variants/{variant['id']}",
         json={"price": "19.99", "tax_rate_bp": 0, "backorder": "always", "name": "Blue", "purchasable": False},
-        headers=ADMIN,
+        headers=admin(),
     )
     assert response.status == 200, await response.text()
     updated = (await response.json())["data"]
@@ -148,7 +147,7 @@ async def test_update_variant_and_set_inventory(client: Any) -> None:
     assert updated["inventory"] == 5 and updated["sku"] == variant["sku"]
 
     response = await client.put(
-        f"{API}/products/variants/{variant['id']}/inventory", json={"inventory": 42}, headers=ADMIN
+        f"{API}/products/variants/{variant['id']}/inventory", json={"inventory": 42}, headers=admin()
     )
     assert response.status == 200
     assert (await response.json())["data"]["inventory"] == 42
@@ -170,7 +169,7 @@ async def test_catalogue_validation(client: Any) -> None:
                 {"sku": sku(), "price": 1, "min_qty": 5, "max_qty": 2},
             ],
         },
-        headers=ADMIN,
+        headers=admin(),
     )
     assert response.status == 422
     assert await response.json() == {
@@ -181,17 +180,17 @@ async def test_catalogue_validation(client: Any) -> None:
     }
 
     response = await client.post(
-        f"{API}/products", json={"name": "Cents", "variants": [{"sku": sku(), "price": "1.001"}]}, headers=ADMIN
+        f"{API}/products", json={"name": "Cents", "variants": [{"sku": sku(), "price": "1.001"}]}, headers=admin()
     )
     assert response.status == 422
     assert list(await response.json()) == ["variants.0.price"]
 
     other = await create_variant(client)
-    response = await client.put(f"{API}/products/variants/{other['id']}", json={"sku": taken["sku"]}, headers=ADMIN)
+    response = await client.put(f"{API}/products/variants/{other['id']}", json={"sku": taken["sku"]}, headers=admin())
     assert response.status == 422
     assert await response.json() == {"sku": ["The sku has already been taken."]}
     response = await client.put(
-        f"{API}/products/variants/{other['id']}/inventory", json={"inventory": -1}, headers=ADMIN
+        f"{API}/products/variants/{other['id']}/inventory", json={"inventory": -1}, headers=admin()
     )
     assert response.status == 422
     assert list(await response.json()) == ["inventory"]

@@ -16,11 +16,14 @@ import orjson
 
 from shared.bus import EventConsumer, EventHandler, Subscription, Topology
 from shared.contracts import Contract, Envelope, envelope_for
-from shared.http import IDENTITY_HEADER
 from shared.uow import UnitOfWork
+from tests.support import identity_headers
 
 API = "/api/v1"
-ADMIN = {IDENTITY_HEADER: orjson.dumps({"sub": "tests", "roles": ["admin"]}).decode()}
+
+
+def admin() -> dict[str, str]:
+    return identity_headers()
 
 
 def sku(prefix: str = "T") -> str:
@@ -30,7 +33,7 @@ def sku(prefix: str = "T") -> str:
 async def create_product(client: Any, *variants: dict[str, Any], name: str = "Test product") -> dict[str, Any]:
     """Create a product through the admin API; each variant gets a fresh sku unless given."""
     body = {"name": name, "variants": [{"sku": sku(), "price": "10.00", "inventory": 100, **v} for v in variants]}
-    response = await client.post(f"{API}/products", json=body, headers=ADMIN)
+    response = await client.post(f"{API}/products", json=body, headers=admin())
     assert response.status == 200, await response.text()
     return (await response.json())["data"]
 

@@ -1,4 +1,5 @@
-"""Admin credentials: a bearer JWT (HS256) with the role claim `admin`, verified here only."""
+"""Admin credentials: a bearer JWT (HS256) with the role claim `admin`, verified here only; the
+services get the verified identity signed (`shared.identity`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import time
 from typing import Any
 
 import jwt
-import orjson
 from aiohttp import web
 
 from gateway.settings import GatewaySettings
-from shared.http import IDENTITY_HEADER, ApiError
+from shared.http import ApiError
+from shared.identity import signed_identity_headers
 
 
 def verify_admin(request: web.Request, settings: GatewaySettings) -> dict[str, Any]:
@@ -19,6 +20,10 @@ def verify_admin(request: web.Request, settings: GatewaySettings) -> dict[str, A
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, headers={"WWW-Authenticate": 'Bearer realm="admin"'})
+    required = ["exp", "iat", "sub"]
+    if settings.environment == "production":
+        # Production refuses to start without both settings; tokens must carry both claims.
+        required += ["iss", "aud"]
     try:
         claims = jwt.decode(
             token.strip(),
@@ -26,14 +31,23 @@ def verify_admin(request: web.Request, settings: GatewaySettings) -> dict[str, A
             algorithms=["HS256"],
             issuer=settings.admin_jwt_issuer,
             audience=settings.admin_jwt_audience,
-            options={"require": ["exp", "sub"], "verify_aud": settings.admin_jwt_audience is not None},
+            leeway=settings.admin_jwt_leeway,
+            options={"require": required, "verify_aud": settings.admin_jwt_audience is not None},
         )
+        _check_lifetime(claims, settings)
     except jwt.PyJWTError as exc:
         raise ApiError(401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
     roles = _roles(claims)
     if "admin" not in roles:
         raise ApiError(403)
     return {"sub": str(claims["sub"]), "roles": roles}
+
+
+def _check_lifetime(claims: dict[str, Any], settings: GatewaySettings) -> None:
+    """`exp - iat` at most `admin_jwt_max_lifetime`: a stolen long-lived token is not an admin
+    forever. (PyJWT has checked both are integers and `iat` is not in the future.)"""
+    if int(claims["exp"]) - int(claims["iat"]) > settings.admin_jwt_max_lifetime:
+        raise jwt.InvalidTokenError("The token lives longer than allowed")
 
 
 def _roles(claims: dict[str, Any]) -> list[str]:
@@ -43,8 +57,9 @@ def _roles(claims: dict[str, Any]) -> list[str]:
     return [str(r) for r in raw] if isinstance(raw, list) else []
 
 
-def identity_header(identity: dict[str, Any]) -> dict[str, str]:
-    return {IDENTITY_HEADER: orjson.dumps(identity).decode()}
+def identity_header(identity: dict[str, Any], settings: GatewaySettings) -> dict[str, str]:
+    """The verified identity and its signature, for the service (shared.identity)."""
+    return signed_identity_headers(identity, settings.identity_signing_key)
 
 
 def mint_token(

@@ -1,8 +1,10 @@
+from __future__ import annotations
+
 from typing import ClassVar
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
-from shared.settings import ServiceSettings, prefixed
+from shared.settings import DEV_ADMIN_JWT_SECRET, ServiceSettings, prefixed, secret_problem
 
 UPSTREAM_SERVICES = ("basket", "orders", "shipping", "payments")
 
@@ -10,8 +12,11 @@ UPSTREAM_SERVICES = ("basket", "orders", "shipping", "payments")
 class GatewaySettings(ServiceSettings):
     model_config = prefixed("gateway")
     service: ClassVar[str] = "gateway"
+    uses_broker: ClassVar[bool] = False
 
-    host: str = "0.0.0.0"
+    # Loopback, like every service: a development gateway (public dev keys) must not face a
+    # network. The image sets 0.0.0.0 (Dockerfile); compose publishes it on 127.0.0.1.
+    host: str = "127.0.0.1"
     port: int = 8000
 
     # One base URL per instance, comma-separated (`http://10.0.0.5:8001,http://10.0.0.6:8001`), or a
@@ -30,10 +35,16 @@ class GatewaySettings(ServiceSettings):
     default_timeout: float = 5.0
     upstream_connections: int = 200
 
-    # Admin routes: HS256 JWTs signed with this key, carrying the role claim `admin`.
-    admin_jwt_secret: str = "dev-only-change-me-0123456789abcdef"
+    # Admin routes: HS256 JWTs signed with this key, carrying the role claim `admin`. Empty: the
+    # development default, in development only (production refuses to start without a real key).
+    admin_jwt_secret: str = Field("", repr=False)
+    # Required in production (settings and tokens), checked whenever set.
     admin_jwt_issuer: str | None = None
     admin_jwt_audience: str | None = None
+    # Longest accepted `exp - iat` (seconds), in every mode: a leaked token dies soon.
+    admin_jwt_max_lifetime: int = 3600
+    # Clock skew allowed on `iat` (not in the future) and `exp`.
+    admin_jwt_leeway: int = 5
 
     # CORS: exact origins (scheme://host[:port]) allowed to call the API from a browser; "*" allows any
     # origin (no credentials are involved: admin auth is a bearer header, never a cookie).
@@ -47,6 +58,21 @@ class GatewaySettings(ServiceSettings):
     rate_limit_burst: int = 400
     # Peers (IPs or CIDRs) whose X-Forwarded-For is believed: a load balancer in front of the gateway.
     trusted_proxies: list[str] = []
+
+    @model_validator(mode="after")
+    def _dev_jwt_secret(self) -> GatewaySettings:
+        if not self.admin_jwt_secret and self.environment == "development":
+            self.admin_jwt_secret = DEV_ADMIN_JWT_SECRET
+        return self
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if (why := secret_problem(self.admin_jwt_secret)) is not None:
+            problems.append(f"{self.env_name('admin_jwt_secret')} {why}")
+        for name in ("admin_jwt_issuer", "admin_jwt_audience"):
+            if not getattr(self, name):
+                problems.append(f"{self.env_name(name)} is not set")
+        return problems
 
     @field_validator(*(f"{name}_url" for name in UPSTREAM_SERVICES))
     @classmethod

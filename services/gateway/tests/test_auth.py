@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+import warnings
 
 import jwt
 import orjson
 import pytest
+from jwt.warnings import InsecureKeyLengthWarning
 
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
-from shared.http import IDENTITY_HEADER
+from shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER, IdentityError, verify_identity
+from shared.settings import DEV_IDENTITY_SIGNING_KEY, KNOWN_DEV_SECRETS
 
 SECRET = "test-secret-for-the-gateway-0123456789-long-enough-for-any-hmac-algorithm"
 ADMIN_PATH = "/api/v1/orders"  # GET /orders is an admin route
@@ -138,3 +142,81 @@ async def test_issuer_and_audience_are_checked_when_configured(make_gateway):
 async def test_storefront_routes_need_no_token(client):
     response = await client.get(STOREFRONT_PATH)
     assert response.status == 200
+
+
+# --- token rules (issue 17): iat required, a maximum lifetime, iss and aud in production ---------
+
+
+async def test_token_without_iat_is_401(client):
+    await assert_unauthorized(client, f"Bearer {token(iat=None)}")
+
+
+async def test_token_issued_in_the_future_is_401(client):
+    now = int(time.time())
+    await assert_unauthorized(client, f"Bearer {token(iat=now + 120, exp=now + 180)}")
+
+
+async def test_token_living_longer_than_the_maximum_is_401(client):
+    now = int(time.time())
+    await assert_unauthorized(client, f"Bearer {token(iat=now, exp=now + 3600 + 1)}")
+    response = await client.get(ADMIN_PATH, headers={"Authorization": f"Bearer {token(iat=now, exp=now + 3600)}"})
+    assert response.status == 200
+
+
+PRODUCTION_KEY = secrets.token_urlsafe(48)
+PRODUCTION = {
+    "environment": "production",
+    "admin_jwt_secret": PRODUCTION_KEY,
+    "admin_jwt_issuer": "https://id.example.com",
+    "admin_jwt_audience": "commerce-admin",
+    "identity_signing_key": secrets.token_urlsafe(48),
+}
+
+
+def production_token(key: str = PRODUCTION_KEY, **claims) -> str:
+    now = int(time.time())
+    payload = {
+        "sub": "ops",
+        "roles": ["admin"],
+        "iat": now,
+        "exp": now + 60,
+        "iss": PRODUCTION["admin_jwt_issuer"],
+        "aud": PRODUCTION["admin_jwt_audience"],
+    } | claims
+    with warnings.catch_warnings():
+        # Some keys of the repository are short ("CHANGE-ME"): PyJWT warns, and they must still sign.
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        return jwt.encode({k: v for k, v in payload.items() if v is not None}, key, algorithm="HS256")
+
+
+@pytest.mark.parametrize("known", sorted(KNOWN_DEV_SECRETS))
+async def test_production_refuses_tokens_signed_with_any_key_of_the_repository(make_gateway, known):
+    client = await make_gateway(**PRODUCTION)
+    assert GatewaySettings(**PRODUCTION).production_problems() == []
+    await assert_unauthorized(client, f"Bearer {production_token(known)}")
+    response = await client.get(ADMIN_PATH, headers={"Authorization": f"Bearer {production_token()}"})
+    assert response.status == 200
+
+
+@pytest.mark.parametrize("missing", ["iss", "aud"])
+async def test_production_requires_issuer_and_audience_claims(make_gateway, missing):
+    client = await make_gateway(**PRODUCTION)
+    await assert_unauthorized(client, f"Bearer {production_token(**{missing: None})}")
+
+
+async def test_the_forwarded_identity_is_signed_with_the_identity_key(make_gateway):
+    client = await make_gateway(**PRODUCTION)
+    response = await client.get(ADMIN_PATH, headers={"Authorization": f"Bearer {production_token()}"})
+    seen = (await response.json())["headers"]
+    payload, signature = seen[IDENTITY_HEADER.lower()], seen[SIGNATURE_HEADER.lower()]
+    assert verify_identity(payload, signature, PRODUCTION["identity_signing_key"]) == {
+        "sub": "ops",
+        "roles": ["admin"],
+    }
+    with pytest.raises(IdentityError):
+        verify_identity(payload, signature, DEV_IDENTITY_SIGNING_KEY)
+
+
+async def test_a_client_signature_header_is_never_forwarded(client):
+    response = await client.get(STOREFRONT_PATH, headers={SIGNATURE_HEADER: "t=1,v1=" + "0" * 64})
+    assert SIGNATURE_HEADER.lower() not in (await response.json())["headers"]

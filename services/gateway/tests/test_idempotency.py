@@ -18,6 +18,7 @@ from aiohttp import web
 from basket.app import create_app
 from basket.settings import BasketSettings
 from shared import http, idempotency, runtime
+from tests.support import identity_headers
 
 PATH = "/test/effects"
 
@@ -201,8 +202,8 @@ async def test_a_409_first_response_releases_the_key_and_a_422_is_kept(service):
 
 async def test_keys_are_scoped_per_admin_identity(service):
     idem = key()
-    ops = {http.IDENTITY_HEADER: '{"sub": "ops", "roles": ["admin"]}'}
-    other = {http.IDENTITY_HEADER: '{"sub": "other", "roles": ["admin"]}'}
+    ops = identity_headers("ops")
+    other = identity_headers("other")
     assert (await post(service, {"a": 1}, idem, **ops))[0] == 201
     assert (await post(service, {"a": 2}, idem, **other))[0] == 201
     assert (await post(service, {"a": 3}, idem))[0] == 201  # the storefront scope

@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 from orders.settings import OrdersSettings
-from services.orders.tests.testkit import ADDRESS, ADMIN, FakeShipping, Store, line
+from services.orders.tests.testkit import ADDRESS, FakeShipping, Store, admin, line
 from shared.http import new_id
+from tests.support import identity_headers
 
 # shared/http.py stores the request id under a str key (aiohttp 3.14 warns; the foundation owns it).
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -414,7 +415,7 @@ async def test_admin_routes_need_the_identity(client: Any, store: Store) -> None
     response = await client.put(
         f"{URL}/{order['id']}",
         json={"status": "expired"},
-        headers={"X-Commerce-Identity": '{"sub": "c", "roles": ["customer"]}'},
+        headers=identity_headers("c", ("customer",)),
     )
     assert response.status == 403
     assert (await client.get(URL)).status == 401
@@ -426,7 +427,7 @@ async def test_admin_routes_need_the_identity(client: Any, store: Store) -> None
 async def test_disallowed_transition_changes_nothing(client: Any, store: Store, target: str) -> None:
     order = await create(client, store.put([line("A", 1, 1000)]))
     before = await get(client, order["id"])
-    response = await client.put(f"{URL}/{order['id']}", json={"status": target, "tracking_no": "T1"}, headers=ADMIN)
+    response = await client.put(f"{URL}/{order['id']}", json={"status": target, "tracking_no": "T1"}, headers=admin())
     assert response.status == 422
     assert await response.json() == {"status": [f"An order cannot go from awaiting-payment to {target}"]}
     assert await get(client, order["id"]) == before
@@ -435,10 +436,10 @@ async def test_disallowed_transition_changes_nothing(client: Any, store: Store, 
 async def test_expire_then_a_new_order_for_the_basket(client: Any, store: Store) -> None:
     basket_id = store.put([line("A", 1, 1000)])
     order = await create(client, basket_id)
-    response = await client.post(f"{URL}/{order['id']}/expire", headers=ADMIN)
+    response = await client.post(f"{URL}/{order['id']}/expire", headers=admin())
     assert response.status == 204
     assert (await get(client, order["id"]))["status"] == "expired"
-    assert (await client.post(f"{URL}/{order['id']}/expire", headers=ADMIN)).status == 204
+    assert (await client.post(f"{URL}/{order['id']}/expire", headers=admin())).status == 204
     response = await client.put(f"{URL}/{order['id']}/contact", json={"email": "a@example.com"})
     assert response.status == 403
     assert await response.json() == {"error": {"http_code": 403, "message": "This order has expired"}}
@@ -449,24 +450,24 @@ async def test_expire_then_a_new_order_for_the_basket(client: Any, store: Store)
 
 async def test_admin_sets_status_via_put(client: Any, store: Store) -> None:
     order = await create(client, store.put([line("A", 1, 1000)]))
-    response = await client.put(f"{URL}/{order['id']}", json={"status": "expired"}, headers=ADMIN)
+    response = await client.put(f"{URL}/{order['id']}", json={"status": "expired"}, headers=admin())
     assert response.status == 200
     assert (await response.json())["data"]["status"] == "expired"
-    response = await client.put(f"{URL}/{order['id']}", json={}, headers=ADMIN)
+    response = await client.put(f"{URL}/{order['id']}", json={}, headers=admin())
     assert response.status == 422
     assert await response.json() == {"status": ["The status field is required when tracking no is not present."]}
 
 
 async def test_listing_is_placed_by_default_and_filters(client: Any, store: Store) -> None:
     order = await create(client, store.put([line("A", 1, 1000)]))
-    placed = await client.get(URL, headers=ADMIN)
+    placed = await client.get(URL, headers=admin())
     assert placed.status == 200
     body = await placed.json()
     assert all(o["placed_at"] is not None for o in body["data"])
     assert order["id"] not in {o["id"] for o in body["data"]}
     assert set(body["meta"]) == {"current_page", "per_page", "total", "last_page", "from", "to", "path"}
     awaiting = await (
-        await client.get(URL, params={"status": "awaiting-payment", "per_page": "1"}, headers=ADMIN)
+        await client.get(URL, params={"status": "awaiting-payment", "per_page": "1"}, headers=admin())
     ).json()
     assert awaiting["meta"]["per_page"] == 1 and awaiting["meta"]["current_page"] == 1
     assert awaiting["meta"]["total"] >= 1 and awaiting["meta"]["last_page"] == awaiting["meta"]["total"]
@@ -480,7 +481,7 @@ async def test_listing_is_placed_by_default_and_filters(client: Any, store: Stor
             await client.get(
                 URL,
                 params={"status": "awaiting-payment", "from": today, "to": today, "per_page": "100", "page": str(page)},
-                headers=ADMIN,
+                headers=admin(),
             )
         ).json()
         ids |= {o["id"] for o in chunk["data"]}
@@ -489,10 +490,10 @@ async def test_listing_is_placed_by_default_and_filters(client: Any, store: Stor
         page += 1
     assert order["id"] in ids
     none = await (
-        await client.get(URL, params={"status": "awaiting-payment", "to": "2000-01-01"}, headers=ADMIN)
+        await client.get(URL, params={"status": "awaiting-payment", "to": "2000-01-01"}, headers=admin())
     ).json()
     assert none["data"] == [] and none["meta"]["total"] == 0 and none["meta"]["from"] is None
-    bad = await client.get(URL, params={"status": "nope", "page": "0"}, headers=ADMIN)
+    bad = await client.get(URL, params={"status": "nope", "page": "0"}, headers=admin())
     assert bad.status == 422
     assert set(await bad.json()) == {"page"}
 
@@ -509,5 +510,5 @@ async def test_nul_characters_are_422_not_500(client: Any, store: Store) -> None
     response = await client.post(f"{URL}/process", json={"order_id": order["id"], "meta": {"k": ["\x00"]}})
     assert response.status == 422
     assert await response.json() == {"meta.k.0": [nul]}
-    response = await client.get(URL, params={"to": "9999-12-31", "status": "awaiting-payment"}, headers=ADMIN)
+    response = await client.get(URL, params={"to": "9999-12-31", "status": "awaiting-payment"}, headers=admin())
     assert response.status == 200

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from orders import consumers, sweepers
 from orders.settings import OrdersSettings
-from services.orders.tests.testkit import ADDRESS, ADMIN, CARD, OFFLINE, FakeShipping, Peer, Store, line
+from services.orders.tests.testkit import ADDRESS, CARD, OFFLINE, FakeShipping, Peer, Store, admin, line
 from shared import db, runtime
 from shared.bus import EventConsumer, Topology
 from shared.contracts import (
@@ -721,7 +721,7 @@ async def test_admin_dispatch_after_placement(
     order = await ready_order(client, store, shipping)
     assert (await process(client, order["id"])).status == 200
     response = await client.put(
-        f"{URL}/{order['id']}", json={"status": "dispatched", "tracking_no": "T-9"}, headers=ADMIN
+        f"{URL}/{order['id']}", json={"status": "dispatched", "tracking_no": "T-9"}, headers=admin()
     )
     assert response.status == 200
     body = (await response.json())["data"]
@@ -729,13 +729,13 @@ async def test_admin_dispatch_after_placement(
     assert body["dispatched_at"] is not None
     listed = await (
         await client.get(
-            URL, params={"status": "dispatched", "per_page": "100", "include": "lines,transactions"}, headers=ADMIN
+            URL, params={"status": "dispatched", "per_page": "100", "include": "lines,transactions"}, headers=admin()
         )
     ).json()
     [mine] = [o for o in listed["data"] if o["id"] == order["id"]]
     assert [tx["amount"] for tx in mine["transactions"]["data"]] == [order["order_total"]]
     assert [li["sku"] for li in mine["lines"]["data"]] == ["A", "STD"]
-    back = await client.put(f"{URL}/{order['id']}", json={"status": "payment-received"}, headers=ADMIN)
+    back = await client.put(f"{URL}/{order['id']}", json={"status": "payment-received"}, headers=admin())
     assert back.status == 422
 
 

@@ -31,8 +31,12 @@ from shared.contracts import (
     envelope_for,
 )
 from shared.http import new_id
+from tests.support import identity_headers
 
-ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
+
+def admin() -> dict[str, str]:
+    return identity_headers()
+
 
 ADDRESS = {
     "firstname": "Sweet",

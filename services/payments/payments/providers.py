@@ -254,8 +254,13 @@ DRIVERS = {
 }
 
 
-def build_providers(merchant: str, pool: asyncpg.Pool, token_ttl: int) -> dict[str, Provider]:
-    return {driver: factory(merchant, pool, token_ttl) for driver, factory in DRIVERS.items()}
+def build_providers(merchant: str, pool: asyncpg.Pool, token_ttl: int, *, sandbox: bool = True) -> dict[str, Provider]:
+    """The enabled providers: the sandbox only when `sandbox` (development)."""
+    return {
+        driver: factory(merchant, pool, token_ttl)
+        for driver, factory in DRIVERS.items()
+        if sandbox or driver != "sandbox"
+    }
 
 
 SIDE_POOL = web.AppKey("side_pool", asyncpg.Pool)
@@ -270,7 +275,9 @@ def side_resources(settings: PaymentsSettings) -> runtime.CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         side_settings = settings.model_copy(update={"db_pool_min": 1, "db_pool_max": settings.side_pool_max})
         app[SIDE_POOL] = await db.create_pool(side_settings)
-        app[PROVIDERS] = build_providers(settings.merchant, app[SIDE_POOL], settings.client_token_ttl)
+        app[PROVIDERS] = build_providers(
+            settings.merchant, app[SIDE_POOL], settings.client_token_ttl, sandbox=settings.sandbox_enabled
+        )
         yield
         await app[SIDE_POOL].close()
 

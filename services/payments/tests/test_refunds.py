@@ -8,7 +8,7 @@ import pytest
 
 from payments.app import create_app
 from payments.providers import DECLINED_NONCE, VALID_NONCE
-from services.payments.tests.testkit import ADMIN
+from services.payments.tests.testkit import admin
 from shared.contracts import PaymentCaptured
 
 
@@ -27,7 +27,7 @@ async def captured(checkout, amount: int = 1000, handle: str = "card") -> str:
 
 
 async def refund(client, charge_id: str, body: dict):
-    response = await client.post(f"/api/v1/payments/{charge_id}/refund", json=body, headers=ADMIN)
+    response = await client.post(f"/api/v1/payments/{charge_id}/refund", json=body, headers=admin())
     return response.status, await response.json()
 
 
@@ -135,18 +135,18 @@ async def test_a_declined_charge_cannot_be_refunded_or_voided(client, checkout):
         400,
         {"error": {"http_code": 400, "message": "Only a captured payment can be refunded"}},
     )
-    response = await client.post(f"/api/v1/payments/{charge_id}/void", headers=ADMIN)
+    response = await client.post(f"/api/v1/payments/{charge_id}/void", headers=admin())
     assert response.status == 400
 
 
 async def test_void_an_unrefunded_capture_once(client, checkout, pool, observe):
     observer = await observe("payment.voided.v1")
     charge_id = await captured(checkout, 1200)
-    response = await client.post(f"/api/v1/payments/{charge_id}/void", headers=ADMIN)
+    response = await client.post(f"/api/v1/payments/{charge_id}/void", headers=admin())
     assert response.status == 200
     data = (await response.json())["data"]
     assert (data["id"], data["status"], data["amount"]) == (charge_id, "voided", 1200)
-    again = await client.post(f"/api/v1/payments/{charge_id}/void", headers=ADMIN)
+    again = await client.post(f"/api/v1/payments/{charge_id}/void", headers=admin())
     assert (again.status, (await again.json())["error"]["message"]) == (400, "This payment has already been voided")
     assert (await refund(client, charge_id, {"amount": 1}))[0] == 400
     kinds = await pool.fetch("SELECT kind, status FROM transactions WHERE parent_id = $1", charge_id)
@@ -158,7 +158,7 @@ async def test_void_an_unrefunded_capture_once(client, checkout, pool, observe):
 async def test_a_refunded_capture_cannot_be_voided(client, checkout):
     charge_id = await captured(checkout, 1000)
     await refund(client, charge_id, {"amount": 1})
-    response = await client.post(f"/api/v1/payments/{charge_id}/void", headers=ADMIN)
+    response = await client.post(f"/api/v1/payments/{charge_id}/void", headers=admin())
     assert (response.status, (await response.json())["error"]["message"]) == (
         400,
         "Only an unrefunded captured payment can be voided",
@@ -174,5 +174,5 @@ async def test_offline_payments_refund_and_void(client, checkout):
         body["data"]["transaction_id"],
     )
     second = await captured(checkout, 500, handle="offline")
-    response = await client.post(f"/api/v1/payments/{second}/void", headers=ADMIN)
+    response = await client.post(f"/api/v1/payments/{second}/void", headers=admin())
     assert response.status == 200

@@ -15,8 +15,11 @@ from shared.contracts import EVENTS, Contract, Envelope, OrderChargeRequested, e
 from shared.http import new_id
 from shared.outbox import Outgoing
 from shared.uow import UnitOfWork
+from tests.support import identity_headers
 
-ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
+
+def admin() -> dict[str, str]:
+    return identity_headers()
 
 
 def contracts(events: list[Outgoing]) -> list[Contract]:

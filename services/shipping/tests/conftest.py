@@ -13,8 +13,6 @@ from shipping.app import create_app
 from shipping.settings import ShippingSettings
 from tests.support import observing
 
-ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
-
 
 @pytest.fixture
 def settings(infra) -> ShippingSettings:

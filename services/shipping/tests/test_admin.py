@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
+import orjson
 import pytest
 
 from shared.http import new_id
+from shared.identity import CLOCK_SKEW, IDENTITY_HEADER, MAX_AGE, SIGNATURE_HEADER, signed_identity_headers
+from shared.settings import DEV_IDENTITY_SIGNING_KEY
+from tests.support import identity_headers
 
-ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
+
+def admin() -> dict[str, str]:
+    return identity_headers()
 
 
 async def call(client, method: str, path: str, body=None):
-    response = await client.request(method, f"/api/v1{path}", json=body, headers=ADMIN)
+    response = await client.request(method, f"/api/v1{path}", json=body, headers=admin())
     return response.status, await response.json()
 
 
@@ -88,9 +96,7 @@ async def test_zone_name_is_unique_and_unknown_zone_is_404(client):
 async def test_admin_is_required(client):
     response = await client.get("/api/v1/shipping/zones")
     assert response.status == 401
-    response = await client.get(
-        "/api/v1/shipping/zones", headers={"X-Commerce-Identity": '{"sub": "c", "roles": ["customer"]}'}
-    )
+    response = await client.get("/api/v1/shipping/zones", headers=identity_headers("c", ("customer",)))
     assert response.status == 403
 
 
@@ -231,3 +237,51 @@ async def test_a_region_a_price_uses_cannot_be_removed(client, pool):
         client, "PUT", f"/shipping/zones/{zone['id']}", {"regions": [{"id": new_id(), "name": "X", "prefixes": ["A"]}]}
     )
     assert (status, set(errors)) == (422, {"regions.0.id"})
+
+
+# --- the identity must be the gateway's, signed and fresh (shared.identity) -----------------------
+
+ADMIN_IDENTITY = {"sub": "mallory", "roles": ["admin"]}
+ZONES = "/api/v1/shipping/zones"
+
+
+async def assert_401(client, headers: dict[str, str]) -> None:
+    response = await client.get(ZONES, headers=headers)
+    assert response.status == 401
+    assert await response.json() == {"error": {"http_code": 401, "message": "Unauthorized"}}
+
+
+async def test_an_unsigned_identity_is_401(client):
+    await assert_401(client, {IDENTITY_HEADER: orjson.dumps(ADMIN_IDENTITY).decode()})
+
+
+async def test_an_identity_signed_with_another_key_is_401(client):
+    await assert_401(client, signed_identity_headers(ADMIN_IDENTITY, "x" * 64))
+
+
+async def test_a_tampered_identity_is_401(client):
+    headers = identity_headers("c", ("customer",))
+    headers[IDENTITY_HEADER] = orjson.dumps(ADMIN_IDENTITY).decode()
+    await assert_401(client, headers)
+
+
+@pytest.mark.parametrize("age", [MAX_AGE + 1, -(CLOCK_SKEW + 5)])
+async def test_a_stale_or_future_identity_is_401(client, age):
+    await assert_401(client, signed_identity_headers(ADMIN_IDENTITY, DEV_IDENTITY_SIGNING_KEY, at=time.time() - age))
+
+
+@pytest.mark.parametrize("roles", ["admin", "nonadmin", [["admin"]], None, {"admin": True}])
+async def test_roles_must_be_a_list_of_strings(client, roles):
+    await assert_401(client, signed_identity_headers({"sub": "m", "roles": roles}, DEV_IDENTITY_SIGNING_KEY))
+
+
+@pytest.mark.parametrize("signature", ["", "v1=" + "0" * 64, "t=1,v1=zz", "t=abc,v1=" + "0" * 64])
+async def test_a_malformed_signature_is_401(client, signature):
+    headers = identity_headers()
+    headers[SIGNATURE_HEADER] = signature
+    await assert_401(client, headers)
+
+
+async def test_a_fresh_signed_identity_within_the_window_is_accepted(client):
+    headers = signed_identity_headers(ADMIN_IDENTITY, DEV_IDENTITY_SIGNING_KEY, at=time.time() - MAX_AGE + 5)
+    assert (await client.get(ZONES, headers=headers)).status == 200

@@ -14,12 +14,15 @@ from shared.contracts import Address, LineQuantity, OrderPlaced, QuoteShipping, 
 from shared.http import new_id
 from shipping import consumers
 from shipping.seed import EU, METHODS, PRICES, UK, load_demo
+from tests.support import identity_headers
 
-ADMIN = {"X-Commerce-Identity": '{"sub": "t", "roles": ["admin"]}'}
+
+def admin() -> dict[str, str]:
+    return identity_headers()
 
 
 async def post(client, path: str, body: dict) -> dict:
-    response = await client.post(f"/api/v1{path}", json=body, headers=ADMIN)
+    response = await client.post(f"/api/v1{path}", json=body, headers=admin())
     assert response.status in (200, 201), await response.text()
     return (await response.json())["data"]
 
@@ -223,7 +226,7 @@ async def publish(settings, *envelopes) -> None:
 
 
 async def dispatch(client, shipment_id: str, body: dict | None = None):
-    response = await client.post(f"/api/v1/shipments/{shipment_id}/dispatch", json=body or {}, headers=ADMIN)
+    response = await client.post(f"/api/v1/shipments/{shipment_id}/dispatch", json=body or {}, headers=admin())
     return response.status, await response.json()
 
 
@@ -235,7 +238,7 @@ async def test_placed_delivered_twice_then_dispatched_exactly_once(client, setti
     [opened] = await observer.collect(lambda e: e["payload"]["order_id"] == msg.order_id, 1)
     assert opened["type"] == "shipment.opened"
     shipment_id = opened["payload"]["shipment_id"]
-    response = await client.get(f"/api/v1/shipments?order_id={msg.order_id}", headers=ADMIN)
+    response = await client.get(f"/api/v1/shipments?order_id={msg.order_id}", headers=admin())
     listing = await response.json()
     assert [s["id"] for s in listing["data"]] == [shipment_id]
     assert listing["meta"]["total"] == 1
@@ -280,9 +283,9 @@ async def test_concurrent_dispatches_one_wins(client, pool, settings):
 async def test_dispatch_unknown_and_bad_input(client):
     assert (await dispatch(client, new_id()))[0] == 404
     assert (await dispatch(client, "NOT-AN-ID"))[0] == 404
-    response = await client.post(f"/api/v1/shipments/{new_id()}/dispatch", json={"tracking_no": 5}, headers=ADMIN)
+    response = await client.post(f"/api/v1/shipments/{new_id()}/dispatch", json={"tracking_no": 5}, headers=admin())
     assert response.status == 422
-    response = await client.get("/api/v1/shipments?status=lost", headers=ADMIN)
+    response = await client.get("/api/v1/shipments?status=lost", headers=admin())
     assert (response.status, set(await response.json())) == (422, {"status"})
 
 
