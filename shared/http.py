@@ -7,7 +7,7 @@ import contextvars
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -16,11 +16,11 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.errors import UNAVAILABLE
+from shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER, SIGNING_KEY, IdentityError, verify_identity
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
-IDENTITY_HEADER = "X-Commerce-Identity"
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -37,6 +37,7 @@ DEFAULT_MESSAGES = {
     403: "Forbidden",
     404: "Resource not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
@@ -120,48 +121,88 @@ def validation_map(exc: ValidationError) -> dict[str, list[str]]:
     return errors
 
 
+# Bodies are small documents: 64 levels is far more than any operation takes, and a bound that
+# keeps every later step (the NUL check, validation, orjson's encoder with its 255-level limit,
+# jsonb) away from its own recursion limits.
+MAX_JSON_DEPTH = 64
+TOO_DEEP_MESSAGE = f"The request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)"
+NUL_MESSAGE = "Text must not contain NUL characters"
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, checked before anything else sees it: a 400 when it is not JSON, not
+    UTF-8 or deeper than `MAX_JSON_DEPTH`, a 422 when it holds NUL. An empty body is `{}`.
+
+    Duplicate keys: the last one wins (orjson's rule, and what most JSON parsers do); RFC 8259 leaves
+    it open, and refusing them would need a second parser for no gain.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses invalid UTF-8 and lone surrogates, numbers that overflow a double (1e400)
+        # and nesting past 1024 levels: all of them are the client's mistake.
+        if "UTF-8" in str(exc):
+            raise ApiError(400, "The request body is not valid UTF-8") from exc
+        raise ApiError(400, "The request body is not valid JSON") from exc
+    path = _nul_path(data, MAX_JSON_DEPTH)
+    if path is not None:
+        raise ValidationFailed.one(path or "body", NUL_MESSAGE)
+    return data
+
+
 async def read_json(request: web.Request, model: type[M]) -> M:
     """Parse and validate a request body; bad input is a 4xx and never reaches the core."""
-    raw = await request.read()
-    if not raw.strip():
-        data: Any = {}
-    else:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, "The request body is not valid JSON") from exc
+    # Parsed and checked already by body_middleware (every service has it), else here.
+    data = request[JSON_BODY] if JSON_BODY in request else parse_json(await request.read())
     if not isinstance(data, dict):
         raise ValidationFailed.one("body", "The request body must be a JSON object")
-    refuse_nul(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValidationFailed(validation_map(exc)) from exc
 
 
-NUL_MESSAGE = "Text must not contain NUL characters"
-
-
-def _nul_path(value: Any, path: str) -> str | None:
-    if isinstance(value, str):
-        return path if "\x00" in value else None
+def _children(value: dict | list, path: str) -> Iterator[tuple[str, str, Any]]:
+    """(path, key, item) of each member of a container; the key is "" for a list."""
     if isinstance(value, dict):
         for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return child
-            if (found := _nul_path(item, child)) is not None:
-                return found
-    if isinstance(value, list):
+            key = str(key)
+            yield (f"{path}.{key}" if path else key), key, item
+    else:
         for index, item in enumerate(value):
-            if (found := _nul_path(item, f"{path}.{index}" if path else str(index))) is not None:
-                return found
+            yield (f"{path}.{index}" if path else str(index)), "", item
+
+
+def _nul_path(value: Any, max_depth: int | None = None) -> str | None:
+    """The path of the first text (value or key) holding NUL, depth first; "" for the value itself.
+
+    Iterative, with a stack of iterators: no input can exhaust Python's recursion limit, however
+    deep (orjson parses up to 1024 levels). Past `max_depth` levels, a 400.
+    """
+    if isinstance(value, str):
+        return "" if "\x00" in value else None
+    if not isinstance(value, dict | list):
+        return None
+    stack = [_children(value, "")]
+    while stack:
+        for path, key, item in stack[-1]:
+            if "\x00" in key or (isinstance(item, str) and "\x00" in item):
+                return path
+            if isinstance(item, dict | list):
+                if max_depth is not None and len(stack) >= max_depth:
+                    raise ApiError(400, TOO_DEEP_MESSAGE)
+                stack.append(_children(item, path))
+                break  # descend; this level's iterator resumes when the child is done
+        else:
+            stack.pop()
     return None
 
 
 def refuse_nul(data: Any) -> None:
     """Postgres text and jsonb cannot hold NUL: bad input, refused at the edge, never a 500 later."""
-    path = _nul_path(data, "")
+    path = _nul_path(data)
     if path is not None:
         raise ValidationFailed.one(path or "body", NUL_MESSAGE)
 
@@ -308,6 +349,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         message = DEFAULT_MESSAGES.get(exc.status) or exc.reason
         return error_response(exc.status, message, headers)
+    except web.RequestPayloadError as exc:
+        # The body could not be read as sent: a Content-Encoding that does not match it (not gzip
+        # at all, truncated), or a broken chunked encoding. The rest of it cannot be skipped
+        # reliably, so the connection closes after this answer rather than being reused.
+        log.info("unreadable request body", extra={"path": request.path, "error": str(exc).strip()})
+        response = error_response(400, "The request body could not be decoded as its Content-Encoding says")
+        response.force_close()
+        return response
     except UNAVAILABLE as exc:
         # The database or the broker went away mid-request: nothing was committed, a retry is safe.
         log.warning("dependency unavailable", extra={"path": request.path, "error": f"{type(exc).__name__}: {exc}"})
@@ -318,24 +367,69 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def identity(request: web.Request) -> dict[str, Any] | None:
+    """Who the gateway says is calling (`shared.identity`): None when no identity was passed;
+    a 401 when one was, but unsigned, badly signed, stale or malformed (never trusted because
+    the header is present)."""
     raw = request.headers.get(IDENTITY_HEADER)
-    if not raw:
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if raw is None and signature is None:
         return None
     try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
+        return verify_identity(raw or "", signature or "", request.app.get(SIGNING_KEY, ""))
+    except IdentityError as exc:
+        log.warning("identity refused", extra={"path": request.path, "reason": str(exc)})
+        raise ApiError(401) from exc
 
 
 def require_admin(request: web.Request) -> dict[str, Any]:
-    """Admin routes: the gateway verified the token and passed the identity in a header it alone sets."""
+    """Admin routes: the gateway verified the token and passed the identity, signed."""
     who = identity(request)
     if who is None:
         raise ApiError(401)
-    if "admin" not in (who.get("roles") or []):
+    if "admin" not in who["roles"]:
         raise ApiError(403)
     return who
+
+
+# What aiohttp decodes (br and zstd only with optional packages, so not offered); "identity" is
+# no encoding at all.
+CONTENT_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
+ACCEPTED_ENCODINGS = "gzip, deflate"
+
+
+def refuse_unknown_encoding(request: web.Request) -> None:
+    """A body in an encoding we cannot decode is a 415 (RFC 9110 15.5.16, with `Accept-Encoding`),
+    before anything reads it: aiohttp would otherwise hand the still-encoded bytes on as the body.
+    One coding only: a list (`gzip, br`) would be decoded partly or not at all."""
+    codings = request.headers.getall("Content-Encoding", [])
+    if codings and request.body_exists:
+        coding = ",".join(codings).strip().lower()
+        if coding not in CONTENT_ENCODINGS:
+            raise ApiError(
+                415,
+                f"Content-Encoding {coding[:40]!r} is not supported: use {ACCEPTED_ENCODINGS} or none",
+                headers={"Accept-Encoding": ACCEPTED_ENCODINGS},
+            )
+
+
+# Methods whose body means something; a GET's is never read (RFC 9110 gives it no meaning).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+JSON_BODY = web.RequestKey("json_body", dict)
+
+
+@web.middleware
+async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every body of a service, checked once before any handler or idempotency claim sees it: a
+    known encoding that decodes (415, 400), within the size limit (413), JSON (400: `parse_json`)
+    and an object (422), as every body of this API is. An operation that takes no body still gets
+    these checks, so hostile bytes never reach a handler that would act while ignoring them."""
+    if request.method in BODY_METHODS and request.match_info.http_exception is None:
+        refuse_unknown_encoding(request)
+        data = parse_json(await request.read()) if request.body_exists else {}
+        if not isinstance(data, dict):
+            raise ValidationFailed.one("body", "The request body must be a JSON object")
+        request[JSON_BODY] = data
+    return await handler(request)
 
 
 def standard_middlewares() -> list:

@@ -77,7 +77,9 @@ def request_hash(method: str, path_qs: str, body: bytes) -> str:
     """The request a key stands for. A JSON body is canonicalised (key order, spacing) first."""
     try:
         canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body.strip() else b""
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        # Not JSON, or JSON orjson cannot write back (nested past its 255 levels): the bytes as
+        # sent. The services refuse such bodies before a key is claimed; this only must not fail.
         canonical = body
     digest = hashlib.sha256()
     for part in (method.upper().encode(), path_qs.encode(), canonical):

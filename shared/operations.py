@@ -11,8 +11,9 @@ Each service lists its operations in `<service>/routes.py` (`OPERATIONS`). From 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -20,6 +21,20 @@ from pydantic import BaseModel
 PREFIX = "/api/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, eq=False)
+class Link:
+    """An OpenAPI link: what a success of one operation lets a client do next, with which values
+    (runtime expressions such as `$response.body#/data/id`). A client can follow them from a
+    basket to an order to its payment; so does the stateful schemathesis run, which is how it
+    reaches the core of the service rather than stopping at unknown ids."""
+
+    name: str
+    target: str  # "METHOD /path" of the operation it leads to, as declared
+    parameters: Mapping[str, str] = field(default_factory=dict)  # "path.id": "$response.body#/data/id"
+    body: Mapping[str, Any] | None = None  # merged into the target's request body
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,7 @@ class Operation:
     # A POST whose repeat has the effect of one call even without an Idempotency-Key: the gateway
     # may send it again when its connection was lost before any answer.
     repeatable: bool = False
+    links: tuple[Link, ...] = ()  # from its success, in the OpenAPI document
 
 
 def routes(operations: Iterable[Operation]) -> list[web.RouteDef]:

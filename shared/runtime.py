@@ -18,7 +18,7 @@ import orjson
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from shared import bus, db, http, idempotency, uow
+from shared import bus, db, http, idempotency, identity, uow
 from shared.metrics import COUNTERS
 from shared.outbox import Relay
 from shared.settings import ServiceSettings
@@ -55,8 +55,17 @@ def create_service_app(
     the event consumer (`subscriptions`), the request/reply server (`responders`), then the
     `background` tasks (sweepers).
     """
-    app = web.Application(middlewares=[access_log_middleware, *http.standard_middlewares(), idempotency.middleware()])
+    # The body is checked (http.body_middleware) before an Idempotency-Key claims anything for it.
+    app = web.Application(
+        middlewares=[
+            access_log_middleware,
+            *http.standard_middlewares(),
+            http.body_middleware,
+            idempotency.middleware(),
+        ]
+    )
     app[SETTINGS] = settings
+    app[identity.SIGNING_KEY] = settings.identity_signing_key
     wiring = [database(settings), *resources, broker(settings), outbox_relay(settings)]
     if asks_other_services:
         wiring.append(rpc_client(settings))
@@ -281,6 +290,18 @@ def install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def refuse_unsafe_production(settings: ServiceSettings) -> None:
+    """In production, exit before anything starts when a setting is unsafe (a published or short
+    key, the broker's guest user, a development-only provider): one log line naming each such
+    setting, never its value."""
+    if settings.environment != "production":
+        return
+    problems = settings.production_problems()
+    if problems:
+        logging.getLogger(settings.service).critical("refusing to start in production: " + "; ".join(problems))
+        sys.exit(78)  # EX_CONFIG
+
+
 def main(
     settings_cls: type[ServiceSettings],
     create_app: Callable[[Any], web.Application],
@@ -294,6 +315,9 @@ def main(
     args = parser.parse_args(argv)
     settings = settings_cls()
     configure_logging(settings)
+    if args.command in ("serve", "seed"):
+        # Migrations hold neither the keys nor a broker user (least privilege): nothing to check.
+        refuse_unsafe_production(settings)
     install_uvloop()
     if args.command == "migrate":
         if migrations_dir is None:

@@ -20,3 +20,7 @@ _.do_GET
 _.log_message
 # html.parser.HTMLParser (gateway tests that read the docs page).
 _.handle_starttag
+# schemathesis' APIStateMachine hooks (gateway/tests/test_schemathesis.py, the stateful run).
+_.before_call
+_.get_call_kwargs
+_.after_call

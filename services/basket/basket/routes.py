@@ -4,7 +4,14 @@ OpenAPI document (see `shared.operations`)."""
 from __future__ import annotations
 
 from basket import baskets, catalogue, models, views
-from shared.operations import Operation
+from shared.operations import Link, Operation
+
+# A basket leads to its order (the orders service's `POST /orders`) and back to itself.
+BASKET_ID = "$response.body#/data/id"
+BASKET_LINKS = (
+    Link("CreateOrder", "POST /orders", body={"basket_id": BASKET_ID}),
+    Link("GetBasket", "GET /baskets/{id}", {"path.id": BASKET_ID}),
+)
 
 OPERATIONS: list[Operation] = [
     # Catalogue (variants before products, so that /products/variants/x is never read as a product id).
@@ -67,6 +74,7 @@ OPERATIONS: list[Operation] = [
         request=models.CreateBasket,
         response=views.BasketResponse,
         errors=(403, 422),
+        links=BASKET_LINKS,
     ),
     Operation("GET", "/baskets/{id}", baskets.get_basket, "A basket", response=views.BasketResponse, errors=(404,)),
     Operation(
@@ -77,6 +85,7 @@ OPERATIONS: list[Operation] = [
         request=models.AddLines,
         response=views.BasketResponse,
         errors=(403, 422),
+        links=BASKET_LINKS,
     ),
     Operation(
         "DELETE",

@@ -23,7 +23,8 @@ from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from gateway.upstream_http import Lost, Unreachable, UpstreamClient, UpstreamError
 from gateway.upstreams import UpstreamPool
-from shared.http import IDENTITY_HEADER, REQUEST_ID_HEADER, ApiError, request_id
+from shared.http import BODY_METHODS, REQUEST_ID_HEADER, ApiError, refuse_unknown_encoding, request_id
+from shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER
 from shared.metrics import COUNTERS
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ HOP_BY_HOP = {
     "host",
     "content-length",
 }
-# Never forwarded upstream: the identity header is the gateway's alone to set.
-STRIPPED_REQUEST = frozenset(HOP_BY_HOP | {IDENTITY_HEADER.lower(), "authorization", "cookie"})
+# Never forwarded upstream: the identity headers are the gateway's alone to set.
+STRIPPED_REQUEST = frozenset(
+    HOP_BY_HOP | {IDENTITY_HEADER.lower(), SIGNATURE_HEADER.lower(), "authorization", "cookie"}
+)
 # Content-Encoding is kept: the client does not decompress, so the body goes out as the service encoded it.
 STRIPPED_RESPONSE = frozenset(HOP_BY_HOP | {"server", "date"})
 
@@ -89,16 +92,28 @@ def forwarder(
     async def forward(request: web.Request) -> web.Response:
         headers = without(request.headers, STRIPPED_REQUEST)
         if route.admin:
-            headers.update(identity_header(verify_admin(request, settings)))
+            headers.update(identity_header(verify_admin(request, settings), settings))
         headers[REQUEST_ID_HEADER] = request_id(request)
         headers["X-Forwarded-For"] = request.get(CLIENT) or request.remote or ""
-        body = await request.read() if request.body_exists else None
+        # One deadline for the whole request, receiving the body and failovers included: the
+        # route's timeout is what the client and the shutdown budget count on, and a client that
+        # trickles its body holds a connection no longer than that.
+        deadline = time.monotonic() + budget
+        body = None
+        if request.method in BODY_METHODS and request.body_exists:
+            refuse_unknown_encoding(request)  # why send upstream what it cannot decode
+            try:
+                async with asyncio.timeout(budget):
+                    body = await request.read()
+            except TimeoutError as exc:
+                raise ApiError(408, f"The request body did not arrive within {budget:g} s") from exc
+        elif request.body_exists:
+            # A GET's body has no meaning (the services never read one): not sent on, and the
+            # Content-Encoding that described it goes with it.
+            headers.popall("Content-Encoding", None)
         # The raw (still percent-encoded) path: decoding it here would turn an id holding `%2F`
         # into two path segments upstream.
         path = request.rel_url.raw_path_qs
-        # One deadline for the whole request, failovers included: the route's timeout is what the
-        # client and the shutdown budget count on.
-        deadline = time.monotonic() + budget
         candidates = collections.deque(pool.candidates())
         may_retry = repeatable(route, request)
         while candidates:

@@ -27,9 +27,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway.routes import DOCUMENT_PATH, METHODS, OPENAPI_PATH, DocumentError, path_order
-from shared.http import ID_PATTERN
+from shared.http import BODY_METHODS, ID_PATTERN, MAX_JSON_DEPTH
 from shared.idempotency import KEY_PATTERN
-from shared.operations import PREFIX, Operation
+from shared.operations import PREFIX, Link, Operation
 
 __all__ = ["DOCUMENT_PATH", "DocumentError", "build_document", "load_operations", "main", "render"]
 
@@ -47,14 +47,19 @@ Headless commerce API, wire-compatible with the GetCandy 0.x storefront API.
 * Resources are wrapped as `{"data": {...}}`, lists as `{"data": [...]}`; paginated lists add `meta`.
   Relations appear when asked for with `?include=a,b.c`.
 * Errors are `{"error": {"http_code": 404, "message": "Resource not found"}}`; validation failures
-  are a 422 with a flat map `{"field.path": ["message"]}`.
+  are a 422 with a flat map `{"field.path": ["message"]}` (a 422 for the request as a whole, such as
+  an order already processed, has the error body).
 * Ids are opaque lower-case strings; an unknown or malformed id in a path is a 404.
 * Admin operations need `Authorization: Bearer <token>` (a JWT with the role `admin`).
 * Every POST accepts an `Idempotency-Key` header: a replay with the same key and body returns the
   first response; the same key with another body is a 422; a replay while the first request is
   still running is a 409.
 * Requests are rate limited per client: a 429 carries `Retry-After` (seconds).
-"""
+""" + (
+    f"* Bodies (POST, PUT, DELETE) are JSON objects in UTF-8, nested at most {MAX_JSON_DEPTH} levels; a\n"
+    "  duplicated key takes its last value. `Content-Encoding` may be `gzip` or `deflate`, any other is\n"
+    "  a 415. A GET's body is ignored.\n"
+)
 
 TAGS = {
     "basket": "Catalogue, baskets and basket lines",
@@ -98,6 +103,7 @@ SHARED_SCHEMAS: dict[str, dict[str, Any]] = {
 _PHRASES = {
     429: "Too many requests: wait `Retry-After` seconds.",
     409: "Conflict (or the same Idempotency-Key in flight).",
+    415: "Unsupported Content-Encoding: `Accept-Encoding` lists the ones accepted.",
 }
 
 
@@ -109,8 +115,13 @@ def _response_name(code: int) -> str:
 
 def _error_response(code: int) -> dict[str, Any]:
     if code == 422:
-        schema = {"$ref": REF + "ValidationErrors"}
-        description = "Validation failed: a flat map of field paths to messages."
+        # Both shapes, as upstream: the flat map for fields, the error body for a rule the request
+        # as a whole breaks ("This order has already been processed"; the stateful run meets it).
+        schema = {"anyOf": [{"$ref": REF + "ValidationErrors"}, {"$ref": REF + "Error"}]}
+        description = (
+            "Validation failed: a flat map of field paths to messages, or the error body when the "
+            "request as a whole breaks a rule."
+        )
     else:
         schema = {"$ref": REF + "Error"}
         description = _PHRASES.get(code) or HTTPStatus(code).phrase
@@ -183,6 +194,14 @@ def check_operations(operations: Operations) -> list[str]:
             if key in owners:
                 problems.append(f"{service}: {op.method} {op.path} is declared by {owners[key]} already")
             owners.setdefault(key, service)
+    targets = {f"{op.method} {op.path}" for ops in operations.values() for op in ops}
+    for service, ops in operations.items():
+        for op in ops:
+            problems += [
+                f"{service}: {op.method} {op.path}: link {link.name} leads to {link.target}, which is not declared"
+                for link in op.links
+                if link.target not in targets
+            ]
     return problems
 
 
@@ -236,8 +255,24 @@ def _service_schemas(
 
 
 def _operation_id(op: Operation) -> str:
-    words = [seg.strip("{}").replace("-", "_") for seg in op.path.split("/") if seg]
-    return "_".join([op.method.lower(), *words])
+    return _operation_id_of(op.method, op.path)
+
+
+def _operation_id_of(method: str, path: str) -> str:
+    words = [seg.strip("{}").replace("-", "_") for seg in path.split("/") if seg]
+    return "_".join([method.lower(), *words])
+
+
+def _link(link: Link) -> dict[str, Any]:
+    method, _, path = link.target.partition(" ")
+    doc: dict[str, Any] = {"operationId": _operation_id_of(method, path)}
+    if link.parameters:
+        doc["parameters"] = dict(link.parameters)
+    if link.body is not None:
+        doc["requestBody"] = copy.deepcopy(dict(link.body))
+    if link.description:
+        doc["description"] = link.description
+    return doc
 
 
 def _error_codes(op: Operation) -> list[int]:
@@ -247,8 +282,12 @@ def _error_codes(op: Operation) -> list[int]:
         codes.add(404)
     if op.admin:
         codes.update((401, 403))
-    if op.method == "POST" or op.request is not None:
-        codes.update((400, 413, 422))  # 400: a body that is not JSON; 413: too large
+    if op.method in BODY_METHODS or op.request is not None:
+        # Every body is checked, even where the operation takes none (shared.http.body_middleware):
+        # 400 not JSON, not UTF-8, nested too deeply or an encoding that does not decode; 408 not
+        # received within the route's timeout (the gateway); 413 too large; 415 an unknown
+        # Content-Encoding; 422 not an object, NUL, or invalid for the operation.
+        codes.update((400, 408, 413, 415, 422))
     if op.method == "POST":
         codes.update((400, 409, 422))  # Idempotency-Key: malformed, in flight, reused with another body
     if op.query is not None:
@@ -279,6 +318,8 @@ def _operation(
     ok: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
     if op.response is not None:
         ok["content"] = {"application/json": {"schema": schemas[(op.response, "serialization")]}}
+    if op.links:
+        ok["links"] = {link.name: _link(link) for link in op.links}
     responses: dict[str, Any] = {str(op.status): ok}
     for code in _error_codes(op):
         responses[str(code)] = {"$ref": f"#/components/responses/{_response_name(code)}"}

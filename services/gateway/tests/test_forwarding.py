@@ -3,6 +3,7 @@ address appended, large bodies, an encoded answer passed back as the service enc
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 
@@ -72,3 +73,44 @@ async def test_a_compressed_request_body_goes_up_as_the_client_encoded_it(aiohtt
 
     assert response.status == 200, await response.text()
     assert seen == {"encoding": "gzip", "json": {"variants": [{"id": "abc", "quantity": 2}]}}
+
+
+async def test_an_unknown_content_encoding_is_a_415_and_never_goes_up(gateway):
+    for coding in ("br2", "gzip, br", "x-compress"):
+        response = await gateway.post(
+            "/api/v1/baskets",
+            data=b'{"a": 1}',
+            headers={"Content-Encoding": coding, "Content-Type": "application/json"},
+        )
+        assert response.status == 415, coding
+        assert response.headers["Accept-Encoding"] == "gzip, deflate"
+        assert (await response.json())["error"]["http_code"] == 415
+        assert "X-Upstream" not in response.headers
+
+
+async def test_a_get_body_is_not_sent_on(gateway):
+    """A GET's body means nothing (RFC 9110) and the services never read one: dropped, with the
+    Content-Encoding that described it, so that a broken one cannot upset the upstream connection."""
+    response = await gateway.request(
+        "GET", "/api/v1/orders/abcdefgh12345678", data=b"not gzip", headers={"Content-Encoding": "gzip"}
+    )
+    seen = await response.json()
+    assert response.status == 200
+    assert seen["body"] == "" and "content-encoding" not in seen["headers"]
+
+
+async def test_a_body_slower_than_the_route_timeout_is_a_408(make_gateway):
+    gateway = await make_gateway(default_timeout=0.5)
+
+    async def trickle():
+        yield b'{"variants":'
+        await asyncio.sleep(2.0)
+        yield b"[]}"
+
+    response = await gateway.post("/api/v1/baskets", data=trickle(), headers={"Content-Type": "application/json"})
+
+    assert response.status == 408
+    assert (await response.json())["error"] == {
+        "http_code": 408,
+        "message": "The request body did not arrive within 0.5 s",
+    }

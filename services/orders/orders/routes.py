@@ -6,7 +6,27 @@ from __future__ import annotations
 from orders import admin, basket_orders, checkout, details, shipping
 from orders.models import AddressIn, ContactIn, CreateOrderIn, ListOrdersQuery, ProcessIn, ShippingCostIn, UpdateOrderIn
 from orders.views import OrderEnvelope, OrderList, ShippingPriceList
-from shared.operations import Operation
+from shared.operations import Link, Operation
+
+# The checkout, as links (see `shared.operations.Link`): an order leads to its details, its shipping
+# prices, the choice of one, and its processing.
+ORDER_ID = "$response.body#/data/id"
+THIS_ORDER = "$request.path.id"
+
+
+def _details_of(order_id: str) -> tuple[Link, ...]:
+    return (
+        Link("SetShippingAddress", "PUT /orders/{id}/shipping/address", {"path.id": order_id}),
+        Link("SetBillingAddress", "PUT /orders/{id}/billing/address", {"path.id": order_id}),
+        Link("SetContact", "PUT /orders/{id}/contact", {"path.id": order_id}),
+        Link("ShippingPrices", "GET /orders/{id}/shipping/methods", {"path.id": order_id}),
+        Link("Process", "POST /orders/process", body={"order_id": order_id}),
+        Link("GetOrder", "GET /orders/{id}", {"path.id": order_id}),
+    )
+
+
+# After a change to an order's details: the next ones, or processing it.
+NEXT_STEPS = _details_of(THIS_ORDER)
 
 PROCESS_DESCRIPTION = (
     "Runs the checkout saga and waits for its outcome: 200 with the placed order (lines, shipping, "
@@ -28,6 +48,7 @@ OPERATIONS: list[Operation] = [
         description=PROCESS_DESCRIPTION,
         timeout=30.0,
         repeatable=True,
+        links=(Link("GetOrder", "GET /orders/{id}", {"path.id": ORDER_ID}),),
     ),
     Operation(
         "POST",
@@ -37,6 +58,7 @@ OPERATIONS: list[Operation] = [
         request=CreateOrderIn,
         response=OrderEnvelope,
         errors=(403, 409, 422, 503),
+        links=_details_of(ORDER_ID),
     ),
     Operation(
         "GET",
@@ -76,6 +98,7 @@ OPERATIONS: list[Operation] = [
         request=AddressIn,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422, 503),
+        links=NEXT_STEPS,
     ),
     Operation(
         "PUT",
@@ -85,6 +108,7 @@ OPERATIONS: list[Operation] = [
         request=AddressIn,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422),
+        links=NEXT_STEPS,
     ),
     Operation(
         "PUT",
@@ -94,6 +118,7 @@ OPERATIONS: list[Operation] = [
         request=ContactIn,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422),
+        links=NEXT_STEPS,
     ),
     Operation(
         "GET",
@@ -102,6 +127,14 @@ OPERATIONS: list[Operation] = [
         "Shipping prices that apply",
         response=ShippingPriceList,
         errors=(404, 422, 503),
+        links=(
+            Link(
+                "ChooseShippingPrice",
+                "PUT /orders/{id}/shipping/cost",
+                {"path.id": THIS_ORDER},
+                body={"price_id": "$response.body#/data/0/id"},
+            ),
+        ),
     ),
     Operation(
         "PUT",
@@ -111,5 +144,6 @@ OPERATIONS: list[Operation] = [
         request=ShippingCostIn,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422, 503),
+        links=NEXT_STEPS,
     ),
 ]
