@@ -26,15 +26,21 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from gateway.openapi_components import (
+    REF,
+    SECURITY_SCHEMES,
+    SHARED_SCHEMAS,
+    error_response,
+    response_name,
+    shared_parameters,
+)
 from gateway.routes import DOCUMENT_PATH, METHODS, OPENAPI_PATH, DocumentError, path_order
 from shared.http import BODY_METHODS, ID_PATTERN, MAX_JSON_DEPTH
-from shared.idempotency import KEY_PATTERN
 from shared.operations import PREFIX, Link, Operation
 
 __all__ = ["DOCUMENT_PATH", "DocumentError", "build_document", "load_operations", "main", "render"]
 
 SERVICES = ("basket", "orders", "shipping", "payments")
-REF = "#/components/schemas/"
 
 Operations = Mapping[str, Sequence[Operation]]  # service name -> its OPERATIONS
 
@@ -67,105 +73,6 @@ TAGS = {
     "shipping": "Shipping zones, methods, prices and shipments",
     "payments": "Payment providers, types and transactions",
     "meta": "This document",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared components
-
-
-def _error_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": "The GetCandy error body.",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["http_code", "message"],
-                "properties": {"http_code": {"type": "integer"}, "message": {"type": "string"}},
-            }
-        },
-    }
-
-
-# Pagination meta and links are shared too: the services define them with the same models, and
-# identical definitions merge into one component (see `_service_schemas`).
-SHARED_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Error": _error_schema(),
-    "ValidationErrors": {
-        "type": "object",
-        "description": 'A 422: dotted field paths to messages, e.g. `{"variants.0.quantity": ["..."]}`.',
-        "additionalProperties": {"type": "array", "items": {"type": "string"}},
-    },
-}
-
-_PHRASES = {
-    429: "Too many requests: wait `Retry-After` seconds.",
-    409: "Conflict (or the same Idempotency-Key in flight).",
-    415: "Unsupported Content-Encoding: `Accept-Encoding` lists the ones accepted.",
-}
-
-
-def _response_name(code: int) -> str:
-    if code == 422:
-        return "ValidationFailed"
-    return re.sub(r"[^A-Za-z0-9]", "", HTTPStatus(code).phrase.title())
-
-
-def _error_response(code: int) -> dict[str, Any]:
-    if code == 422:
-        # Both shapes, as upstream: the flat map for fields, the error body for a rule the request
-        # as a whole breaks ("This order has already been processed"; the stateful run meets it).
-        schema = {"anyOf": [{"$ref": REF + "ValidationErrors"}, {"$ref": REF + "Error"}]}
-        description = (
-            "Validation failed: a flat map of field paths to messages, or the error body when the "
-            "request as a whole breaks a rule."
-        )
-    else:
-        schema = {"$ref": REF + "Error"}
-        description = _PHRASES.get(code) or HTTPStatus(code).phrase
-    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
-    if code == 429:
-        response["headers"] = {
-            "Retry-After": {
-                "description": "Seconds to wait before the next request.",
-                "required": True,
-                "schema": {"type": "integer", "minimum": 1},
-            }
-        }
-    return response
-
-
-def _parameters() -> dict[str, Any]:
-    return {
-        "PathId": {
-            "name": "id",
-            "in": "path",
-            "required": True,
-            "description": "An opaque id; an unknown or malformed id is a 404.",
-            "schema": {"type": "string", "pattern": ID_PATTERN.pattern},
-        },
-        "IdempotencyKey": {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "description": (
-                "A unique key (a random UUID) per logical operation: a retry with the same key and body "
-                "returns the first response instead of acting twice. Kept at least 24 hours."
-            ),
-            "schema": {"type": "string", "pattern": KEY_PATTERN.pattern},
-        },
-    }
-
-
-SECURITY_SCHEMES = {
-    "bearerAuth": {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": "An HS256 JWT with `roles` holding `admin` (`python -m gateway token`).",
-    }
 }
 
 
@@ -322,7 +229,7 @@ def _operation(
         ok["links"] = {link.name: _link(link) for link in op.links}
     responses: dict[str, Any] = {str(op.status): ok}
     for code in _error_codes(op):
-        responses[str(code)] = {"$ref": f"#/components/responses/{_response_name(code)}"}
+        responses[str(code)] = {"$ref": f"#/components/responses/{response_name(code)}"}
     doc["responses"] = responses
     if op.admin:
         doc["security"] = [{"bearerAuth": []}]
@@ -362,7 +269,7 @@ def _meta_operation() -> dict[str, Any]:
                 "description": "The OpenAPI document",
                 "content": {"application/json": {"schema": {"type": "object"}}},
             },
-            "429": {"$ref": f"#/components/responses/{_response_name(429)}"},
+            "429": {"$ref": f"#/components/responses/{response_name(429)}"},
         },
     }
 
@@ -400,8 +307,8 @@ def build_document(operations: Operations | None = None) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.items())),
-            "responses": {_response_name(c): _error_response(c) for c in sorted(used_codes)},
-            "parameters": _parameters(),
+            "responses": {response_name(c): error_response(c) for c in sorted(used_codes)},
+            "parameters": shared_parameters(),
             "securitySchemes": copy.deepcopy(SECURITY_SCHEMES),
         },
     }
