@@ -475,7 +475,7 @@ PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_is_reached_only_by_the_gateway_and_prometheus(overlay: str, service: str) -> None:
     (policy,) = _policy_for(overlay, _pod_labels(overlay, "Deployment", service))
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     # Prometheus, from the monitoring namespace, on the port that serves /metrics.
     assert _admitted(policy, PROMETHEUS, "monitoring") == {"http"}
     assert _admitted(policy, PROMETHEUS, "other") == set()
@@ -490,6 +490,59 @@ def test_each_service_is_reached_only_by_the_gateway_and_prometheus(overlay: str
     for migrating in MIGRATING:
         assert _admitted(policy, _pod_labels(overlay, "Job", f"{migrating}-migrate")) == set()
     assert _admitted(policy, {"app": "anything"}) == set()
+
+
+def _egress(policy: dict[str, Any], labels: dict[str, str] | None, namespace: str | None = None) -> set[Any]:
+    """The ports the policy's rules with a destination open to pods with `labels` in `namespace`
+    (None: the policy's own), or to an address outside the cluster (`labels` None)."""
+    ports: set[Any] = set()
+    for rule in policy["spec"].get("egress", []):
+        peers = rule.get("to")
+        if peers is None:
+            continue  # `_anywhere`
+        if labels is None:
+            admitted = any("ipBlock" in peer for peer in peers)
+        else:
+            admitted = any(_peer_selects(peer, labels, namespace) for peer in peers)
+        if admitted:
+            ports |= {port["port"] for port in rule.get("ports", [])} or {"all"}
+    return ports
+
+
+def _anywhere(policy: dict[str, Any]) -> set[Any]:
+    """The ports the policy opens to any destination (rules without `to`)."""
+    ports: set[Any] = set()
+    for rule in policy["spec"].get("egress", []):
+        if rule.get("to") is None:
+            assert rule.get("ports"), f"{object_id(policy)}: an egress rule without `to` or ports opens everything"
+            ports |= {port["port"] for port in rule["ports"]}
+    return ports
+
+
+DNS = {"k8s-app": "kube-dns"}
+RABBITMQ = {"app.kubernetes.io/name": "commerce-rabbitmq"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_reaches_only_what_it_talks_to(overlay: str, service: str) -> None:
+    (policy,) = _policy_for(overlay, _pod_labels(overlay, "Deployment", service))
+    assert _egress(policy, DNS, "kube-system") == {53}
+    others = {s: _pod_labels(overlay, "Deployment", s) for s in SERVICES if s != service}
+    if service == "gateway":
+        for other, labels in others.items():
+            assert _egress(policy, labels) == {"http"}, other
+        assert _egress(policy, RABBITMQ) == set()
+        assert _egress(policy, None) == set()
+        assert _anywhere(policy) == set()
+        return
+    for other, labels in others.items():
+        assert _egress(policy, labels) == set(), other
+    assert _egress(policy, RABBITMQ) == {5672}
+    # Postgres may be in the cluster or a managed database outside it: its port, anywhere.
+    assert _anywhere(policy) == {5432}
+    # Outside the cluster otherwise: HTTPS for payments' card processor only.
+    assert _egress(policy, None) == ({443} if service == "payments" else set())
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
