@@ -9,6 +9,13 @@ from __future__ import annotations
 import aio_pika
 import asyncpg
 
+
+class Unavailable(Exception):
+    """A dependency outside this process (a payment provider) gave no answer: it timed out, could
+    not be reached or failed on its side (a 5xx). Not the work's fault; the same work later may
+    succeed. Its message names the dependency and the failure, never the request's data."""
+
+
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -22,4 +29,5 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     aio_pika.exceptions.AMQPConnectionError,
     aio_pika.exceptions.ChannelInvalidStateError,
+    Unavailable,
 )

@@ -1,6 +1,6 @@
 from aiohttp import web
 
-from payments import consumers
+from payments import consumers, sweepers
 from payments.providers import side_resources
 from payments.routes import OPERATIONS
 from payments.settings import PaymentsSettings
@@ -14,4 +14,5 @@ def create_app(settings: PaymentsSettings) -> web.Application:
         subscriptions=consumers.subscriptions,
         responders=consumers.responders,
         resources=[side_resources(settings)],
+        background=[sweepers.reconciler(settings)],
     )

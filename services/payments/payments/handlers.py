@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import logging
+
+import asyncpg
 from aiohttp import web
 
 from payments import domain, queries
-from payments.models import RefundRequest
+from payments.models import RefundRequest, TypePolicyChange
 from payments.providers import PROVIDERS, Provider
 from payments.views import (
     PaymentTypeCollection,
+    PaymentTypePolicyCollection,
+    PaymentTypePolicyResponse,
     ProviderResponse,
     TransactionResponse,
     payment_type_data,
+    payment_type_policy_data,
     provider_data,
     transaction_view,
 )
 from shared import runtime
 from shared.contracts import PaymentRefunded, PaymentVoided
-from shared.http import ApiError, NotFound, TransactionOut, model_response, new_id, path_id, read_json, require_admin
+from shared.http import (
+    ApiError,
+    NotFound,
+    TransactionOut,
+    ValidationFailed,
+    model_response,
+    new_id,
+    path_id,
+    read_json,
+    require_admin,
+)
+from shared.uow import Conflict, retry_on_conflict
+
+log = logging.getLogger(__name__)
+
+MSG_STALE_TYPE = "This payment type has changed since that version"
 
 
 async def provider_info(request: web.Request) -> web.Response:
@@ -27,9 +48,79 @@ async def provider_info(request: web.Request) -> web.Response:
     return model_response(ProviderResponse(data=provider_data(provider, token)))
 
 
+async def provider_by_handle(request: web.Request) -> web.Response:
+    """`GET /payments/providers/{handle}`: what `provider_info` says of the default, for any
+    enabled provider by its handle (its driver); an unknown or disabled one is a 404."""
+    provider = request.app[PROVIDERS].get(request.match_info["handle"])
+    if provider is None:
+        raise NotFound()
+    token = await provider.client_token()
+    return model_response(ProviderResponse(data=provider_data(provider, token)))
+
+
 async def payment_types(request: web.Request) -> web.Response:
-    rows = await queries.enabled_types(request.app[runtime.POOL])
-    return model_response(PaymentTypeCollection(data=[payment_type_data(row) for row in rows]))
+    """What the storefront may choose: the types that are enabled, offered and chargeable here."""
+    providers = request.app[PROVIDERS]
+    rows = await queries.offered_types(request.app[runtime.POOL])
+    return model_response(
+        PaymentTypeCollection(data=[payment_type_data(row) for row in rows if row["driver"] in providers])
+    )
+
+
+async def list_type_policies(request: web.Request) -> web.Response:
+    require_admin(request)
+    providers = request.app[PROVIDERS]
+    rows = await queries.all_types(request.app[runtime.POOL])
+    data = [payment_type_policy_data(row, row["driver"] in providers) for row in rows]
+    return model_response(PaymentTypePolicyCollection(data=data))
+
+
+async def change_type_policy(request: web.Request) -> web.Response:
+    """Enable, disable, offer or withdraw a type: a compare-and-set on its version, planned again
+    when another change came first (unless the admin named the version: then that is a 409)."""
+    require_admin(request)
+    type_id = path_id(request)
+    body = await read_json(request, TypePolicyChange)
+    nulls = [
+        name
+        for name in ("enabled", "offered", "version")
+        if name in body.model_fields_set and getattr(body, name) is None
+    ]
+    if nulls:
+        raise ValidationFailed({name: ["This field cannot be null."] for name in nulls})
+    if body.enabled is None and body.offered is None:
+        raise ValidationFailed.one("enabled", "The enabled field is required when offered is not present.")
+    providers = request.app[PROVIDERS]
+
+    async def change() -> asyncpg.Record:
+        async with runtime.unit_of_work(request) as uow:
+            row = await queries.type_by_id(uow.conn, type_id)
+            if row is None:
+                raise NotFound()
+            if body.version is not None and body.version != row["version"]:
+                raise ApiError(409, MSG_STALE_TYPE)
+            try:
+                policy = domain.change_policy(
+                    domain.Policy(row["enabled"], row["offered"]),
+                    enabled=body.enabled,
+                    offered=body.offered,
+                    provider_available=row["driver"] in providers,
+                )
+            except domain.PolicyRefused as exc:
+                raise ValidationFailed.one(exc.field, exc.message) from exc
+            if policy == domain.Policy(row["enabled"], row["offered"]):
+                return row
+            changed = await queries.set_type_policy(uow.conn, type_id, row["version"], policy.enabled, policy.offered)
+            if changed is None:
+                raise Conflict()
+            log.info(
+                "payment type policy changed",
+                extra={"payment_type": row["handle"], "enabled": policy.enabled, "offered": policy.offered},
+            )
+            return changed
+
+    row = await retry_on_conflict(change)
+    return model_response(PaymentTypePolicyResponse(data=payment_type_policy_data(row, row["driver"] in providers)))
 
 
 def _provider(request: web.Request, driver: str) -> Provider:

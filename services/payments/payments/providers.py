@@ -3,33 +3,44 @@ class registered in `DRIVERS`.
 
 Tokens (nonces) are secrets: they are passed through to the provider and never logged, stored or
 put into an exception message.
+
+The sandbox's test nonces (Braintree's names, so frontends' test setups work):
+`fake-valid-nonce` captures; `fake-processor-declined-visa-nonce` is declined;
+`fake-consumed-nonce` is invalid (used already); `fake-valid-wrong-amount-nonce` captures one
+minor unit more than asked, as a faulty processor or integration would (the charger voids it);
+anything else is declined. An outage of the sandbox is a row in its `sandbox_outages` table
+(see the migration that creates it): its next charges, or lookups, fail with a timeout or a 503.
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar, TypeVar
 
 import asyncpg
 from aiohttp import web
 
-from payments.settings import PaymentsSettings
+from payments.settings import DEFAULT_PROVIDER_TIMEOUT, PaymentsSettings
 from shared import db, runtime
+from shared.errors import Unavailable
 
-# The sandbox's well-known test nonces (Braintree's names, so frontends' test setups work).
 VALID_NONCE = "fake-valid-nonce"
 DECLINED_NONCE = "fake-processor-declined-visa-nonce"
 CONSUMED_NONCE = "fake-consumed-nonce"
+WRONG_AMOUNT_NONCE = "fake-valid-wrong-amount-nonce"
 
 TOKEN_REQUIRED = "The payment token field is required."
 TOKEN_CONSUMED = "Cannot use a payment_method_nonce more than once."
 
 
-class ProviderError(Exception):
-    """A provider failure that is not an answer (network, outage): retry later."""
+class ProviderError(Unavailable):
+    """A provider failure that is not an answer (network, timeout, 5xx): retry later, with the
+    same idempotency key, for as long as it lasts (an event is never parked for it)."""
 
 
 class InvalidToken(Exception):
@@ -47,6 +58,10 @@ class ChargeResult:
     success: bool
     reference: str
     status: str  # captured | declined
+    # What the provider reports for the charge (for a capture: what it captured), stated by every
+    # result so that no provider can leave it out by accident; None when it reports nothing.
+    amount: int | None
+    currency: str | None
     message: str | None = None
     card_type: str | None = None
     last_four: str | None = None
@@ -69,14 +84,20 @@ class Provider(abc.ABC):
     """What checkout, refunds and voids need from a processor.
 
     `charge` must honour `idempotency_key`: the same key returns the first result and never
-    captures a second time, whatever the other arguments are (as Stripe and Braintree do).
+    captures a second time, whatever the other arguments are (as Stripe and Braintree do), and
+    `lookup` finds that result by the key alone. A failure that is not an answer raises
+    `ProviderError`; callers bound every call by `timeout` (`answer`).
     """
 
     name: str
     driver: str
+    # False for a provider through which no money moves (offline): it captures nothing, so there
+    # is no captured amount to check against the order's.
+    moves_money: ClassVar[bool] = True
 
-    def __init__(self, merchant: str) -> None:
+    def __init__(self, merchant: str, timeout: float = DEFAULT_PROVIDER_TIMEOUT) -> None:
         self.merchant = merchant
+        self.timeout = timeout
 
     @abc.abstractmethod
     async def client_token(self) -> ClientToken: ...
@@ -90,6 +111,11 @@ class Provider(abc.ABC):
         """Raises InvalidToken for a token that can never be charged, ProviderError when unreachable."""
 
     @abc.abstractmethod
+    async def lookup(self, idempotency_key: str) -> ChargeResult | None:
+        """The result of the charge made with this key; None when the provider has none (it never
+        got the request). Raises ProviderError when unreachable."""
+
+    @abc.abstractmethod
     async def refund(self, reference: str, amount: int, idempotency_key: str) -> RefundResult: ...
 
     @abc.abstractmethod
@@ -101,6 +127,7 @@ class OfflineProvider(Provider):
 
     name = "Offline"
     driver = "offline"
+    moves_money = False
 
     async def client_token(self) -> ClientToken:
         return ClientToken("OFFLINE", None)
@@ -110,7 +137,11 @@ class OfflineProvider(Provider):
 
     async def charge(self, amount: int, currency: str, token: str | None, idempotency_key: str) -> ChargeResult:
         # No side effect anywhere: a reference derived from the key makes a repeat return the same.
-        return ChargeResult(True, f"offline-{idempotency_key}", "captured")
+        return ChargeResult(True, f"offline-{idempotency_key}", "captured", amount, currency)
+
+    async def lookup(self, idempotency_key: str) -> ChargeResult | None:
+        # As the charge: every key "succeeded", with nothing captured to report.
+        return ChargeResult(True, f"offline-{idempotency_key}", "captured", None, None)
 
     async def refund(self, reference: str, amount: int, idempotency_key: str) -> RefundResult:
         return RefundResult(True, f"offline-refund-{idempotency_key}")
@@ -129,8 +160,10 @@ class SandboxProvider(Provider):
     name = "Sandbox"
     driver = "sandbox"
 
-    def __init__(self, merchant: str, pool: asyncpg.Pool, token_ttl: int = 3600) -> None:
-        super().__init__(merchant)
+    def __init__(
+        self, merchant: str, pool: asyncpg.Pool, token_ttl: int = 3600, timeout: float = DEFAULT_PROVIDER_TIMEOUT
+    ) -> None:
+        super().__init__(merchant, timeout)
         self.pool = pool
         self.token_ttl = token_ttl
 
@@ -148,6 +181,7 @@ class SandboxProvider(Provider):
 
     async def charge(self, amount: int, currency: str, token: str | None, idempotency_key: str) -> ChargeResult:
         try:
+            await self._outage("charge")
             async with self.pool.acquire() as conn:
                 error = await self.validate_token(token)
                 if error is not None:
@@ -156,8 +190,12 @@ class SandboxProvider(Provider):
                     if row is not None:
                         return _charge_result(row)
                     raise InvalidToken(error)
+                captured = amount
                 if token == VALID_NONCE:
                     outcome = (True, "captured", None, "Visa", "1881")
+                elif token == WRONG_AMOUNT_NONCE:
+                    outcome = (True, "captured", None, "Visa", "1881")
+                    captured = amount + 1
                 elif token == DECLINED_NONCE:
                     outcome = (False, "declined", "Processor declined: Do Not Honor", "Visa", "0002")
                 else:
@@ -170,11 +208,11 @@ class SandboxProvider(Provider):
                         (idempotency_key, reference, amount, currency, success, status, message, card_type, last_four)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                     ON CONFLICT (idempotency_key) DO NOTHING
-                    RETURNING reference, success, status, message, card_type, last_four
+                    RETURNING reference, amount, currency, success, status, message, card_type, last_four
                     """,
                     idempotency_key,
                     f"sbx_{secrets.token_hex(8)}",
-                    amount,
+                    captured,
                     currency,
                     success,
                     status,
@@ -187,6 +225,24 @@ class SandboxProvider(Provider):
                 return _charge_result(row)
         except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
             raise ProviderError(f"sandbox unreachable: {type(exc).__name__}") from exc
+
+    async def lookup(self, idempotency_key: str) -> ChargeResult | None:
+        try:
+            await self._outage("lookup")
+            row = await self.pool.fetchrow(_SELECT_CHARGE, idempotency_key)
+        except (OSError, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+            raise ProviderError(f"sandbox unreachable: {type(exc).__name__}") from exc
+        return None if row is None else _charge_result(row)
+
+    async def _outage(self, operation: str) -> None:
+        """Fail this call if an outage of its operation is on (`sandbox_outages`), using one of its calls."""
+        failure = await self.pool.fetchval(_TAKE_OUTAGE_CALL, operation)
+        if failure == "error":
+            raise ProviderError("sandbox answered 503 Service Unavailable")
+        if failure == "timeout":
+            # No answer: the caller's timeout gives up first. Bounded so nothing waits forever.
+            await asyncio.sleep(OUTAGE_SILENCE)
+            raise ProviderError("sandbox answered 504 Gateway Timeout")
 
     async def refund(self, reference: str, amount: int, idempotency_key: str) -> RefundResult:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -232,8 +288,18 @@ class SandboxProvider(Provider):
 
 
 _SELECT_CHARGE = (
-    "SELECT reference, success, status, message, card_type, last_four FROM sandbox_charges WHERE idempotency_key = $1"
+    "SELECT reference, amount, currency, success, status, message, card_type, last_four "
+    "FROM sandbox_charges WHERE idempotency_key = $1"
 )
+# The first outage with calls remaining loses one; `remaining > 0` is checked again on the row
+# it updates, so concurrent calls never take it below zero.
+_TAKE_OUTAGE_CALL = """
+    UPDATE sandbox_outages SET remaining = remaining - 1
+    WHERE id = (SELECT min(id) FROM sandbox_outages WHERE operation = $1 AND remaining > 0) AND remaining > 0
+    RETURNING failure
+"""
+# How long a sandbox in a 'timeout' outage stays silent before it answers 504.
+OUTAGE_SILENCE = 60.0
 
 
 def _charge_result(row: asyncpg.Record) -> ChargeResult:
@@ -241,26 +307,49 @@ def _charge_result(row: asyncpg.Record) -> ChargeResult:
         success=row["success"],
         reference=row["reference"],
         status=row["status"],
+        amount=row["amount"],
+        currency=row["currency"],
         message=row["message"],
         card_type=row["card_type"],
         last_four=row["last_four"],
     )
 
 
-# driver -> how to build it from (merchant, side pool, client token ttl)
+# driver -> how to build it from (merchant, side pool, client token ttl, call timeout)
 DRIVERS = {
-    "offline": lambda merchant, pool, ttl: OfflineProvider(merchant),
-    "sandbox": lambda merchant, pool, ttl: SandboxProvider(merchant, pool, ttl),
+    "offline": lambda merchant, pool, ttl, timeout: OfflineProvider(merchant, timeout),
+    "sandbox": lambda merchant, pool, ttl, timeout: SandboxProvider(merchant, pool, ttl, timeout),
 }
 
 
-def build_providers(merchant: str, pool: asyncpg.Pool, token_ttl: int, *, sandbox: bool = True) -> dict[str, Provider]:
+def build_providers(
+    merchant: str,
+    pool: asyncpg.Pool,
+    token_ttl: int,
+    *,
+    sandbox: bool = True,
+    timeout: float = DEFAULT_PROVIDER_TIMEOUT,
+) -> dict[str, Provider]:
     """The enabled providers: the sandbox only when `sandbox` (development)."""
     return {
-        driver: factory(merchant, pool, token_ttl)
+        driver: factory(merchant, pool, token_ttl, timeout)
         for driver, factory in DRIVERS.items()
         if sandbox or driver != "sandbox"
     }
+
+
+T = TypeVar("T")
+
+
+async def answer(provider: Provider, call: Awaitable[T]) -> T:
+    """A provider call bounded by the provider's timeout. Past it the call counts as unavailable
+    and is retried later: the provider may have acted on it meanwhile, and asking again with the
+    same idempotency key gets that result instead of a second charge."""
+    try:
+        async with asyncio.timeout(provider.timeout):
+            return await call
+    except TimeoutError as exc:
+        raise ProviderError(f"{provider.name} did not answer within {provider.timeout:g} s") from exc
 
 
 SIDE_POOL = web.AppKey("side_pool", asyncpg.Pool)
@@ -276,7 +365,11 @@ def side_resources(settings: PaymentsSettings) -> runtime.CleanupCtx:
         side_settings = settings.model_copy(update={"db_pool_min": 1, "db_pool_max": settings.side_pool_max})
         app[SIDE_POOL] = await db.create_pool(side_settings)
         app[PROVIDERS] = build_providers(
-            settings.merchant, app[SIDE_POOL], settings.client_token_ttl, sandbox=settings.sandbox_enabled
+            settings.merchant,
+            app[SIDE_POOL],
+            settings.client_token_ttl,
+            sandbox=settings.sandbox_enabled,
+            timeout=settings.provider_timeout,
         )
         yield
         await app[SIDE_POOL].close()

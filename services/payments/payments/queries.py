@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-TYPE_COLUMNS = "id, name, handle, driver, success_status, enabled"
+TYPE_COLUMNS = "id, name, handle, driver, success_status, enabled, offered, paid_on_success, version"
 
 TRANSACTION_COLUMNS = (
     "id, order_id, attempt_id, kind, amount, currency, payment_type_id, provider, driver, transaction_id, "
@@ -16,29 +16,66 @@ TRANSACTION_COLUMNS = (
 )
 
 SEED_TYPES = (
-    # (name, handle, driver, success_status)
-    ("Card", "card", "sandbox", "payment-received"),
-    ("Offline", "offline", "offline", "offline-payment"),
+    # (name, handle, driver, success_status, paid_on_success): the demo's, all enabled and offered
+    ("Card", "card", "sandbox", "payment-received", True),
+    ("Offline", "offline", "offline", "offline-payment", False),
 )
 
 
 async def insert_type_if_missing(
-    conn: asyncpg.Connection, type_id: str, name: str, handle: str, driver: str, success_status: str
+    conn: asyncpg.Connection,
+    type_id: str,
+    name: str,
+    handle: str,
+    driver: str,
+    success_status: str,
+    paid_on_success: bool,
 ) -> bool:
+    """A demo type, enabled and offered, unless its handle exists (then nothing changes)."""
     inserted = await conn.fetchval(
-        "INSERT INTO payment_types (id, name, handle, driver, success_status) VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (handle) DO NOTHING RETURNING true",
+        "INSERT INTO payment_types (id, name, handle, driver, success_status, paid_on_success, enabled, offered) "
+        "VALUES ($1, $2, $3, $4, $5, $6, true, true) ON CONFLICT (handle) DO NOTHING RETURNING true",
         type_id,
         name,
         handle,
         driver,
         success_status,
+        paid_on_success,
     )
     return bool(inserted)
 
 
-async def enabled_types(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(f"SELECT {TYPE_COLUMNS} FROM payment_types WHERE enabled ORDER BY name, id")
+async def offer_as_installed(conn: asyncpg.Connection, handles: list[str]) -> None:
+    """Enable and offer these types where nobody has changed their policy since the migrations
+    installed them (version 1); a type an admin changed, or one done so before, stays as it is."""
+    await conn.execute(
+        "UPDATE payment_types SET enabled = true, offered = true, version = version + 1, updated_at = now() "
+        "WHERE handle = ANY($1::text[]) AND version = 1 AND NOT (enabled AND offered)",
+        handles,
+    )
+
+
+async def offered_types(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """What the storefront may choose: enabled and offered."""
+    return await conn.fetch(f"SELECT {TYPE_COLUMNS} FROM payment_types WHERE enabled AND offered ORDER BY name, id")
+
+
+async def all_types(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {TYPE_COLUMNS} FROM payment_types ORDER BY name, id")
+
+
+async def set_type_policy(
+    conn: asyncpg.Connection, type_id: str, version: int, enabled: bool, offered: bool
+) -> asyncpg.Record | None:
+    """Compare-and-set: the new policy only if the type is still at `version`; else None."""
+    return await conn.fetchrow(
+        "UPDATE payment_types SET enabled = $3, offered = $4, version = version + 1, updated_at = now() "
+        f"WHERE id = $1 AND version = $2 RETURNING {TYPE_COLUMNS}",
+        type_id,
+        version,
+        enabled,
+        offered,
+    )
 
 
 async def type_by_id(conn: asyncpg.Connection, type_id: str) -> asyncpg.Record | None:
@@ -95,6 +132,23 @@ async def intent_of(conn: asyncpg.Connection, attempt_id: uuid.UUID) -> asyncpg.
     return await conn.fetchrow(
         "SELECT attempt_id, order_id, amount, currency, payment_type_id FROM charge_intents WHERE attempt_id = $1",
         attempt_id,
+    )
+
+
+async def mark_intent_settled(conn: asyncpg.Connection, attempt_id: uuid.UUID) -> None:
+    """In the unit of work that records the attempt's transaction."""
+    await conn.execute("UPDATE charge_intents SET settled_at = now() WHERE attempt_id = $1", attempt_id)
+
+
+async def unsettled_intents(
+    conn: asyncpg.Pool | asyncpg.Connection, older_than: float, limit: int
+) -> list[asyncpg.Record]:
+    """Intents recorded more than `older_than` seconds ago whose result never was, oldest first."""
+    return await conn.fetch(
+        "SELECT attempt_id, order_id, amount, currency, payment_type_id FROM charge_intents "
+        "WHERE settled_at IS NULL AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
+        older_than,
+        limit,
     )
 
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from payments import handlers
-from payments.models import RefundRequest
-from payments.views import PaymentTypeCollection, ProviderResponse, TransactionResponse
+from payments.models import RefundRequest, TypePolicyChange
+from payments.views import (
+    PaymentTypeCollection,
+    PaymentTypePolicyCollection,
+    PaymentTypePolicyResponse,
+    ProviderResponse,
+    TransactionResponse,
+)
 from shared.operations import Operation
+
+ADMIN_ERRORS = (401, 403)
 
 OPERATIONS: list[Operation] = [
     Operation(
@@ -15,7 +23,46 @@ OPERATIONS: list[Operation] = [
         "The default provider and a client token",
         response=ProviderResponse,
     ),
-    Operation("GET", "/payments/types", handlers.payment_types, "Payment types", response=PaymentTypeCollection),
+    Operation(
+        "GET",
+        "/payments/providers/{handle}",
+        handlers.provider_by_handle,
+        "A provider by its handle, and a client token",
+        response=ProviderResponse,
+        errors=(404,),
+    ),
+    Operation(
+        "GET",
+        "/payments/types",
+        handlers.payment_types,
+        "Payment types",
+        description="The payment types a checkout may use: enabled and offered.",
+        response=PaymentTypeCollection,
+    ),
+    Operation(
+        "GET",
+        "/payments/types/all",
+        handlers.list_type_policies,
+        "Every payment type with its policy",
+        admin=True,
+        response=PaymentTypePolicyCollection,
+        errors=ADMIN_ERRORS,
+    ),
+    Operation(
+        "PUT",
+        "/payments/types/{id}",
+        handlers.change_type_policy,
+        "Change a payment type's policy",
+        description=(
+            "Enable or disable a type (a disabled type is never charged) and offer or withdraw it (checkout "
+            "accepts a type that is enabled and offered). With `version`, a change to a type that has "
+            "changed since is refused with 409."
+        ),
+        admin=True,
+        request=TypePolicyChange,
+        response=PaymentTypePolicyResponse,
+        errors=(*ADMIN_ERRORS, 404, 409, 422),
+    ),
     Operation(
         "POST",
         "/payments/{id}/refund",

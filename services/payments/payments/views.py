@@ -38,6 +38,25 @@ class PaymentTypeCollection(BaseModel):
     data: list[PaymentTypeData]
 
 
+class PaymentTypePolicyData(PaymentTypeData):
+    """A payment type as an admin sees it: its policy, and whether this service can charge it."""
+
+    success_status: str
+    enabled: bool
+    offered: bool
+    paid_on_success: bool  # its success means the money was received (card), or not (offline)
+    available: bool  # this service has a provider for its driver
+    version: int
+
+
+class PaymentTypePolicyResponse(BaseModel):
+    data: PaymentTypePolicyData
+
+
+class PaymentTypePolicyCollection(BaseModel):
+    data: list[PaymentTypePolicyData]
+
+
 class TransactionResponse(BaseModel):
     data: TransactionOut
 
@@ -50,6 +69,21 @@ def provider_data(provider: Provider, token: ClientToken) -> ProviderData:
 
 def payment_type_data(row: asyncpg.Record) -> PaymentTypeData:
     return PaymentTypeData(id=row["id"], name=row["name"], handle=row["handle"], driver=row["driver"])
+
+
+def payment_type_policy_data(row: asyncpg.Record, available: bool) -> PaymentTypePolicyData:
+    return PaymentTypePolicyData(
+        id=row["id"],
+        name=row["name"],
+        handle=row["handle"],
+        driver=row["driver"],
+        success_status=row["success_status"],
+        enabled=row["enabled"],
+        offered=row["offered"],
+        paid_on_success=row["paid_on_success"],
+        available=available,
+        version=row["version"],
+    )
 
 
 def transaction_view(row: Mapping[str, Any]) -> TransactionView:

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from payments.providers import Provider, build_providers
+from payments.seed import seed_types
 from payments.settings import PaymentsSettings
 from services.payments.tests.testkit import Checkout
 from shared import db
@@ -24,6 +25,8 @@ def settings(infra) -> PaymentsSettings:
 @pytest.fixture
 async def pool(settings: PaymentsSettings) -> AsyncIterator[asyncpg.Pool]:
     pool = await db.create_pool(settings)
+    async with pool.acquire() as conn:
+        await seed_types(conn)  # the demo's types (offline enabled), as the stack's services have them
     yield pool
     await pool.close()
 

@@ -1,4 +1,4 @@
-"""Which shipping prices apply to an order: pure rules, no I/O.
+"""Which shipping prices apply to an order, and the life of a shipment: pure rules, no I/O.
 
 For a destination (country, postcode) and an order (sub_total, weight, currency):
 
@@ -133,3 +133,29 @@ def quote(prices: Iterable[Candidate], order: Order, price_id: str | None = None
         if current is None or (price.rate, price.id) < (current.rate, current.id):
             cheapest[price.method_id] = price
     return sorted(cheapest.values(), key=lambda p: (p.rate, p.method_name, p.id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shipments: `held` (its order is placed but not paid: offline) -> `open` -> `dispatched`.
+
+HELD = "held"
+OPEN = "open"
+DISPATCHED = "dispatched"
+
+MSG_HELD = "This shipment is held until its order is paid"
+MSG_DISPATCHED = "This shipment has already been dispatched"
+
+
+def first_status(paid: bool) -> str:
+    """A placed order's shipment opens at once when the order is paid (placed paid, or marked paid
+    already: that announcement may come first); otherwise it is held until the order is paid."""
+    return OPEN if paid else HELD
+
+
+def dispatch_refusal(status: str) -> str | None:
+    """Why a shipment in `status` cannot be dispatched (a 409), or None: only an open one can."""
+    if status == HELD:
+        return MSG_HELD
+    if status != OPEN:
+        return MSG_DISPATCHED
+    return None

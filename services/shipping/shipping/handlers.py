@@ -21,7 +21,7 @@ from shared.http import (
     read_json,
     require_admin,
 )
-from shipping import queries
+from shipping import domain, queries
 from shipping.models import (
     DispatchRequest,
     MethodCreate,
@@ -259,8 +259,9 @@ async def dispatch_shipment(request: web.Request) -> web.Response:
         shipment = await queries.lock_shipment(uow.conn, shipment_id)
         if shipment is None:
             raise NotFound()
-        if shipment["status"] != "open":
-            raise ApiError(409, "This shipment has already been dispatched")
+        refusal = domain.dispatch_refusal(shipment["status"])
+        if refusal is not None:
+            raise ApiError(409, refusal)
         dispatched = await queries.dispatch(uow.conn, shipment_id, body.tracking_no)
         uow.emit(
             ShipmentDispatched(

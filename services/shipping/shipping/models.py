@@ -131,7 +131,7 @@ class PriceUpdate(BaseModel):
 
 class ShipmentsQuery(BaseModel):
     order_id: Id | None = None
-    status: Literal["open", "dispatched"] | None = None
+    status: Literal["held", "open", "dispatched"] | None = None
     page: int = Field(1, ge=1, le=100_000)
     per_page: int = Field(50, ge=1, le=200)
 

@@ -208,6 +208,20 @@ async def update_price(conn: asyncpg.Connection, price_id: str, changes: dict[st
 # Shipments
 
 
+async def lock_order(conn: asyncpg.Connection, order_id: str) -> None:
+    """Serialise what shipping does for one order (its placement, its payment) until the
+    transaction ends. The order is not a row here, so the lock is on its id."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('shipping.order:' || $1, 0))", order_id)
+
+
+async def is_paid(conn: asyncpg.Connection, order_id: str) -> bool:
+    return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM paid_orders WHERE order_id = $1)", order_id)
+
+
+async def record_paid(conn: asyncpg.Connection, order_id: str) -> None:
+    await conn.execute("INSERT INTO paid_orders (order_id) VALUES ($1) ON CONFLICT (order_id) DO NOTHING", order_id)
+
+
 async def open_shipment(
     conn: asyncpg.Connection,
     shipment_id: str,
@@ -216,18 +230,30 @@ async def open_shipment(
     shipping_method: str | None,
     shipping_price_id: str | None,
     address: dict[str, Any] | None,
+    status: str,
 ) -> str | None:
-    """The order's shipment; None when the order has one already (one shipment per order: a copy
-    running concurrently waits on the unique key until the first commits, then finds it)."""
+    """The order's shipment (`open`, or `held` until its order is paid); None when the order has
+    one already (one shipment per order: a copy running concurrently waits on the unique key
+    until the first commits, then finds it)."""
     return await conn.fetchval(
-        "INSERT INTO shipments (id, order_id, reference, shipping_method, shipping_price_id, address) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING RETURNING id",
+        "INSERT INTO shipments (id, order_id, reference, shipping_method, shipping_price_id, address, status) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO NOTHING RETURNING id",
         shipment_id,
         order_id,
         reference,
         shipping_method,
         shipping_price_id,
         address,
+        status,
+    )
+
+
+async def release_held(conn: asyncpg.Connection, order_id: str) -> str | None:
+    """Compare-and-set held -> open: the shipment's id for the one call that opened it, else None."""
+    return await conn.fetchval(
+        "UPDATE shipments SET status = 'open', version = version + 1, updated_at = now() "
+        "WHERE order_id = $1 AND status = 'held' RETURNING id",
+        order_id,
     )
 
 

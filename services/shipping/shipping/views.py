@@ -4,6 +4,7 @@ functions that build responses and contract views from records."""
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,11 @@ from shared.http import PaginationLinks, PaginationMeta
 from shipping.domain import Candidate, shipping_tax
 
 WEIGHT_UNIT = "g"  # min_weight / max_weight are integer grams
+
+
+def dimension(value: int) -> str:
+    """A dimension as upstream's decimal columns went out: a string with five places ("0.00000")."""
+    return f"{Decimal(value):.5f}"
 
 
 class RegionOut(BaseModel):
@@ -77,8 +83,8 @@ class PriceOut(BaseModel):
     fixed: bool
     currency: str
     min_basket: int
-    min_weight: int
-    max_weight: int | None
+    min_weight: str
+    max_weight: str | None
     weight_unit: str
     region_id: str | None
     method: MethodRef
@@ -146,8 +152,8 @@ def price_view(row: asyncpg.Record) -> PriceOut:
         fixed=row["fixed"],
         currency=row["currency"],
         min_basket=row["min_basket"],
-        min_weight=row["min_weight"],
-        max_weight=row["max_weight"],
+        min_weight=dimension(row["min_weight"]),
+        max_weight=None if row["max_weight"] is None else dimension(row["max_weight"]),
         weight_unit=WEIGHT_UNIT,
         region_id=row["region_id"],
         method=MethodRef(

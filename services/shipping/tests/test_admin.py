@@ -163,8 +163,8 @@ async def test_prices_create_change_and_references(client, pool):
         "fixed": True,
         "currency": "GBP",
         "min_basket": 0,
-        "min_weight": 0,
-        "max_weight": 2000,
+        "min_weight": "0.00000",
+        "max_weight": "2000.00000",
         "weight_unit": "g",
         "region_id": isles,
         "method": {
