@@ -1,0 +1,1 @@
+"""Customers service: accounts, sign-in (access and refresh tokens) and address books."""
