@@ -13,7 +13,10 @@ loopback, then measures, in order:
 5. the books: every order a shopper was told was placed is placed, none in flight, outboxes
    drained, dead-letter queues empty, stock decrements equal to the quantities sold.
 
-Prints a report and writes it as JSON (`--out`). Bounded: `--duration` seconds per phase.
+While it runs, a progress line on stderr at each phase and every `--progress-every` seconds
+(phase, elapsed, checkouts placed so far, current rate, failed checkouts). At the end, prints a
+report and writes it as JSON (`--out`) with a PNG chart beside it (throughput, process -> placed
+p50/p99 and CPU by process over time). Bounded: `--duration` seconds per phase.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -35,8 +39,10 @@ import aio_pika
 import aiohttp
 import asyncpg
 
+from bench import chart
 from bench.load import Latencies, Throughput, get, hammer, percentile, post
-from bench.shopper import Shopper, pick_variants
+from bench.progress import Progress
+from bench.shopper import Outcome, Shopper, pick_variants
 from bench.targets import publish_rate
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
@@ -153,6 +159,7 @@ async def shoppers_phase(
     shoppers: int,
     duration: float,
     seed: int,
+    progress: Progress,
     *,
     arrivals_per_second: float | None = None,
 ) -> dict[str, Any]:
@@ -160,7 +167,8 @@ async def shoppers_phase(
     open loop (a new shopper arrives every 1/`arrivals_per_second` s whatever the others are doing:
     a given load, the way real customers arrive)."""
     latencies = Latencies()
-    outcomes = []
+    outcomes: list[Outcome] = []
+    progress.follow(outcomes)
     rng = random.Random(seed)
     stop_at = time.perf_counter() + duration
     connector = aiohttp.TCPConnector(limit=max(shoppers * 2, 64))
@@ -303,7 +311,9 @@ async def check_books(stack: Stack, outcomes: list, sold_before: dict[str, int],
     return {"ok": not problems, "problems": problems, "orders_told_placed": len(told_placed)}
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace, progress: Progress) -> dict[str, Any]:
+    ticker = asyncio.create_task(progress.run())
+    progress.phase("start the system")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
     infra = await asyncio.to_thread(start_infra)
     stack = None
@@ -311,21 +321,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await migrate_all(infra)
         env = {f"{s.upper()}_LOG_LEVEL": args.log_level for s in ("gateway", *SERVICES)}
         stack = await asyncio.to_thread(start_stack, infra, log_dir, env)
+        progress.cpu = functools.partial(cpu_by_process, stack)
         report: dict[str, Any] = {"config": vars(args), "logs": str(log_dir), "targets": TARGETS}
+        progress.phase("stack limits")
         report["limits"] = await stack_limits(infra, args.limit_duration, args.concurrency)
+        progress.phase("catalogue")
         async with aiohttp.ClientSession() as session:
             products = await prepare_catalogue(session, stack)
             variant_ids = {v["id"] for p in products for v in p["variants"]["data"]}
             before = await inventories(session, stack, variant_ids)
             metrics_before = await scrape(session, stack)
+        progress.phase("peak")
         cpu_before = cpu_by_process(stack)
-        peak = await shoppers_phase(stack, products, args.shoppers, args.duration, seed=1)
+        peak = await shoppers_phase(stack, products, args.shoppers, args.duration, seed=1, progress=progress)
         cpu_after = cpu_by_process(stack)
         async with aiohttp.ClientSession() as session:
             metrics_after = await scrape(session, stack)
         # Half the peak's throughput, arriving at a steady rate: latency at half load, not at saturation.
         half_rate = max(peak["checkouts_per_second"] / 2, 0.5)
-        half = await shoppers_phase(stack, products, 0, args.duration, seed=2, arrivals_per_second=half_rate)
+        progress.phase("half load")
+        half = await shoppers_phase(
+            stack, products, 0, args.duration, seed=2, progress=progress, arrivals_per_second=half_rate
+        )
         outcomes = peak.pop("_outcomes") + half.pop("_outcomes")
         placed_peak = peak["checkouts_placed"] or 1
         report["peak"] = peak
@@ -358,6 +375,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         report["cpu_ms_per_order"]["total"] = round(sum(report["cpu_ms_per_order"].values()), 1)
         order_id = next((o.order_id for o in outcomes if o.placed), None)
+        progress.phase("reads")
         if order_id:
             # Alternating rounds: whatever the box does in the background (autovacuum after the
             # shoppers' inserts, another tenant) weighs on both sides alike.
@@ -381,6 +399,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ],
             }
         report["rss_mib"] = {name: peak_rss_mib(p.process.pid) for name, p in stack.processes.items() if p.process}
+        progress.phase("books")
         async with aiohttp.ClientSession() as session:
             after = await inventories(session, stack, variant_ids)
         report["books"] = await check_books(stack, outcomes, before, after)
@@ -403,9 +422,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         return report
     finally:
+        progress.phase("stop the system")
+        progress.cpu = None  # the processes are going away
         if stack is not None:
             await asyncio.to_thread(stop_stack, stack)
         await asyncio.to_thread(stop_infra, infra)
+        ticker.cancel()
 
 
 def render(report: dict[str, Any]) -> str:
@@ -453,17 +475,22 @@ def main() -> None:
     parser.add_argument("--limit-duration", type=float, default=5.0, help="seconds per limit/read measurement")
     parser.add_argument("--concurrency", type=int, default=32, help="connections for the limit and read runs")
     parser.add_argument("--log-level", default="WARNING", help="services' log level (INFO adds access logs)")
+    parser.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, for the test suite")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     if args.smoke:
         args.shoppers, args.duration, args.limit_duration, args.concurrency = 4, 3.0, 1.0, 4
+        args.progress_every = 1.0
     runtime.install_uvloop()  # the load generator shares the cores: as light as the services
-    report = asyncio.run(run(args))
+    progress = Progress(sys.stderr, args.progress_every)
+    report = asyncio.run(run(args, progress))
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    report["chart"] = str(args.out.with_suffix(".png"))
     args.out.write_text(json.dumps(report, indent=2, default=str))
+    chart.draw(progress, args.out.with_suffix(".png"))
     print(render(report))
-    print(f"\nreport: {args.out}")
+    print(f"\nreport: {args.out}\nchart: {report['chart']}")
     sys.exit(0 if report["books"]["ok"] else 1)
 
 
