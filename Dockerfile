@@ -4,8 +4,8 @@
 # packages that service needs at the versions of requirements.lock, nothing else.
 # Build from the repository root, naming the service:
 #   docker build --build-arg SERVICE=orders -t commerce/orders .
-# SERVICE is gateway, basket, orders, shipping or payments. What differs between them (the port
-# and the names of their settings) is in the short stage named after each, at the end.
+# SERVICE is gateway, basket, orders, shipping, payments or customers. What differs between them
+# (the port and the names of their settings) is in the short stage named after each, at the end.
 ARG PYTHON_IMAGE=python:3.11-slim
 # No default, on purpose: without it the last FROM names no stage and the build stops there
 # (which is what the skipped build check above would warn about).
@@ -32,6 +32,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     SERVICE=${SERVICE}
+# The orders service prints invoices with a font that has any shopper's name in it.
+RUN if [ "$SERVICE" = orders ]; then \
+        apt-get update && apt-get install -y --no-install-recommends fonts-dejavu-core \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin app
 # Offline, from the builder's wheels only, bind-mounted so that they never become a layer of
@@ -74,6 +79,11 @@ FROM runtime AS payments
 ENV PAYMENTS_HOST=0.0.0.0 PAYMENTS_PORT=8004 PAYMENTS_LOG_JSON=true
 EXPOSE 8004
 CMD ["python", "-m", "payments"]
+
+FROM runtime AS customers
+ENV CUSTOMERS_HOST=0.0.0.0 CUSTOMERS_PORT=8005 CUSTOMERS_LOG_JSON=true
+EXPOSE 8005
+CMD ["python", "-m", "customers"]
 
 # The image: the stage of the service named by SERVICE (BuildKit builds only the stages it uses).
 FROM ${SERVICE}

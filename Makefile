@@ -3,8 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SERVICES := basket orders shipping payments
-# The local packages: shared (the repository root) and the five services.
+SERVICES := basket orders shipping payments customers
+# The local packages: shared (the repository root) and the six services.
 PACKAGES := . $(addprefix services/,gateway $(SERVICES))
 # Two steps: the third-party packages exactly as locked (uv among them, which make lock needs),
 # then the local packages on top, editable and with --no-deps.
@@ -20,7 +20,7 @@ LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --genera
 .PHONY: help venv lock run migrate seed test test-fast lint format bench bench-smoke contracts clean token
 
 help:
-	@echo "make run      install, migrate, load demo data and start the five services (gateway on :8000)"
+	@echo "make run      install, migrate, load demo data and start the six services (gateway on :8000)"
 	@echo "make test     install and run the whole test suite against Postgres and RabbitMQ"
 	@echo "make lint     ruff (check and format) and the dead-code check (tools/deadcode.py)"
 	@echo "make lock     re-pin requirements*.lock after a dependency change in a pyproject.toml"

@@ -25,7 +25,7 @@ def infra() -> Iterator[Infra]:
 
 @pytest.fixture(scope="session")
 def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The five services as real processes on loopback ports, started once per run."""
+    """The six services as real processes on loopback ports, started once per run."""
     log_dir: Path = tmp_path_factory.mktemp("stack-logs")
     stack = start_stack(infra, log_dir)
     try:

@@ -9,6 +9,13 @@ Topology (all names under the settings' `bus_namespace`, `ns` below):
 - `ns.<service>.retry.<i>`: delay queues (TTL, then dead-lettered back to `ns.<service>`).
 - `ns.<service>.dlq`: parked messages, each with an `x-dead-reason` header.
 - `ns.rpc` + `ns.<service>.rpc`: request/reply; replies go to the caller's own reply queue.
+
+Who published: every message goes out with `user_id`, the broker user the service is connected as
+(`outbox.publishing_user`); the broker refuses a `user_id` that is not the connection's own, so it
+cannot be forged. Consumers accept an event only from the user of the producer the contract
+registry names, a request only from a caller's, a reply only from the responder's
+(`Topology.refusal`); anything else is parked (events) or refused (requests). The users and their
+broker permissions are generated from the registry (`shared.broker_users`, docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -37,15 +44,23 @@ from aio_pika.exceptions import PublishError
 from pydantic import ValidationError
 
 from shared import outbox
-from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consumed_by
+from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consumed_by, redacted
 from shared.errors import UNAVAILABLE
 from shared.metrics import COUNTERS
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, broker_user
 from shared.uow import Duplicate, UnitOfWork, unit_of_work
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+# The first publisher of a copy a consumer made itself (a retry, a parked message): the copy goes
+# out with the consumer's own user_id, and only that user can send it so.
+PUBLISHED_BY = "x-published-by"
+COUNTERS.describe(
+    "publisher_refused_total",
+    "messages parked, refused or ignored because the broker user that published them is not the one "
+    "the contract registry names",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,10 @@ class Topology:
     service: str
     delivery_limit: int = 10
     retry_delays_ms: tuple[int, ...] = (500, 5_000, 30_000)
+    # Production: a message without user_id is refused, and so is one from the consumer's own
+    # user in the place of another service's (see `refusal`).
+    production: bool = False
+    user_prefix: str = ""
 
     @property
     def events_exchange(self) -> str:
@@ -79,13 +98,54 @@ class Topology:
     def rpc_queue(self, service: str | None = None) -> str:
         return f"{self.queue(service)}.rpc"
 
+    def reply_queue(self, suffix: str) -> str:
+        return f"{self.namespace}.reply.{self.service}.{suffix}"
+
+    def broker_user(self, service: str | None = None) -> str:
+        return broker_user(service or self.service, self.user_prefix)
+
+    def refusal(self, publisher: str | None, services: Sequence[str], own_user: str) -> str | None:
+        """Why a message published by the broker user `publisher` (None: the message has no
+        user_id) must not be handled by this service connected as `own_user`; None to accept it.
+
+        Accepted: a message from the user of one of `services`, the ones the registry names (the
+        event's producer, a request's callers, a reply's responder). In development only, where
+        every service shares the broker's one user (guest; production refuses it), also one from
+        the consumer's own user and one without user_id (tests and tools publish by hand).
+        """
+        expected = sorted(self.broker_user(service) for service in services)
+        if publisher in expected:
+            return None
+        if not self.production and publisher in (None, own_user):
+            return None
+        wanted = " or ".join(expected) or "nobody"
+        if publisher is None:
+            return f"no publishing user (user_id), expected {wanted}"
+        return f"published by broker user {publisher}, expected {wanted}"
+
     @property
     def dead_routing_key(self) -> str:
         return f"{self.service}.dead"
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Topology:
-        return cls(settings.bus_namespace, settings.service, settings.bus_delivery_limit, settings.bus_retry_delays_ms)
+        return cls(
+            settings.bus_namespace,
+            settings.service,
+            settings.bus_delivery_limit,
+            settings.bus_retry_delays_ms,
+            production=settings.environment == "production",
+            user_prefix=settings.bus_user_prefix,
+        )
+
+
+def first_publisher(message: AbstractIncomingMessage, own_user: str) -> str | None:
+    """The broker user that published an event first: its user_id, which the broker vouches for;
+    for a copy this consumer made itself (user_id its own), the user the copy recorded."""
+    recorded = (message.headers or {}).get(PUBLISHED_BY)
+    if message.user_id == own_user and isinstance(recorded, str | bytes):
+        return recorded.decode() if isinstance(recorded, bytes) else recorded
+    return message.user_id
 
 
 async def declare_topology(channel: AbstractChannel, topology: Topology) -> AbstractQueue | None:
@@ -221,6 +281,7 @@ class EventConsumer:
         # Events a handler emits are published by this relay right after the commit (no claim).
         self.relay = relay
         self.channel: AbstractChannel | None = None
+        self.user = ""  # the broker user it is connected as, once started
         self._consumption = _Consumption()
         self.handled = 0
 
@@ -229,6 +290,7 @@ class EventConsumer:
         return self.topology.service
 
     async def start(self, connection: AbstractRobustConnection) -> None:
+        self.user = outbox.publishing_user(connection)
         self.channel = await connection.channel(publisher_confirms=True)
         await self.channel.set_qos(prefetch_count=self.prefetch)
         queue = await declare_topology(self.channel, self.topology)
@@ -248,6 +310,13 @@ class EventConsumer:
             payload = subscription.model.model_validate(envelope.payload)
         except (ValidationError, ValueError, PermanentError) as exc:
             await self.park(message, f"invalid message: {_short(exc)}")
+            return
+        refused = self.topology.refusal(
+            first_publisher(message, self.user), (EVENTS[envelope.routing_key].producer,), self.user
+        )
+        if refused is not None:
+            COUNTERS.inc("publisher_refused_total")
+            await self.park(message, f"refused: {refused}")
             return
         try:
             await self.handle(envelope, subscription, payload)
@@ -316,7 +385,7 @@ class EventConsumer:
         headers["x-last-error"] = _short(exc)
         assert self.channel is not None
         await self.channel.default_exchange.publish(
-            _copy(message, headers), routing_key=self.topology.retry_queue(min(attempt, delays))
+            self._copy(message, headers), routing_key=self.topology.retry_queue(min(attempt, delays))
         )
         await message.ack()
 
@@ -328,20 +397,30 @@ class EventConsumer:
         headers["x-dead-consumer"] = self.consumer_name
         assert self.channel is not None
         dlx = await self.channel.get_exchange(self.topology.dead_letter_exchange, ensure=False)
-        await dlx.publish(_copy(message, headers), routing_key=self.topology.dead_routing_key)
+        # The parked copy outlives the delivery: no secret (a payment token) goes with it.
+        parked = self._copy(message, headers, body=redacted(message.body))
+        await dlx.publish(parked, routing_key=self.topology.dead_routing_key)
         await message.ack()
 
-
-def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
-    return aio_pika.Message(
-        message.body,
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=message.message_id,
-        type=message.type,
-        correlation_id=message.correlation_id,
-        headers=headers,
-    )
+    def _copy(
+        self, message: AbstractIncomingMessage, headers: dict[str, Any], body: bytes | None = None
+    ) -> aio_pika.Message:
+        """A copy published by this consumer (its own user_id), recording who published the event."""
+        publisher = first_publisher(message, self.user)
+        if publisher is None:
+            headers.pop(PUBLISHED_BY, None)
+        else:
+            headers[PUBLISHED_BY] = publisher
+        return aio_pika.Message(
+            message.body if body is None else body,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            correlation_id=message.correlation_id,
+            headers=headers,
+            user_id=self.user,
+        )
 
 
 def _short(exc: BaseException) -> str:
@@ -365,6 +444,10 @@ class RpcUnavailable(RpcError):
     pass
 
 
+class RequestRefused(RpcError):
+    """A request from a broker user that is not one of the registry's callers of its type."""
+
+
 RequestHandler = Callable[[Any], Awaitable[Contract]]
 
 
@@ -382,12 +465,15 @@ class RpcClient:
     def __init__(self, topology: Topology, default_timeout: float = 3.0) -> None:
         self.topology = topology
         self.default_timeout = default_timeout
-        self._pending: dict[str, asyncio.Future] = {}
+        # Per correlation id: the caller's future and the service whose reply it waits for.
+        self._pending: dict[str, tuple[asyncio.Future, str]] = {}
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
-        self._reply_queue = f"{topology.namespace}.reply.{topology.service}.{uuid.uuid4().hex[:12]}"
+        self._reply_queue = topology.reply_queue(uuid.uuid4().hex[:12])
+        self._user = ""
 
     async def start(self, connection: AbstractRobustConnection) -> None:
+        self._user = outbox.publishing_user(connection)
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await self._channel.declare_exchange(
             self.topology.rpc_exchange, aio_pika.ExchangeType.DIRECT, durable=True
@@ -396,15 +482,24 @@ class RpcClient:
         await queue.consume(self._on_reply, no_ack=True)
 
     async def stop(self) -> None:
-        for future in self._pending.values():
+        for future, _ in self._pending.values():
             future.cancel()
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self._pending.pop(message.correlation_id or "", None)
-        if future is not None and not future.done():
+        pending = self._pending.get(message.correlation_id or "")
+        if pending is None:
+            return
+        future, responder = pending
+        refused = self.topology.refusal(message.user_id, (responder,), self._user)
+        if refused is not None:
+            # Not the answer: the call goes on waiting for the responder's, or times out.
+            COUNTERS.inc("publisher_refused_total")
+            log.warning("reply ignored", extra={"reason": refused})
+            return
+        if not future.done():
             future.set_result(message)
 
     async def call(self, request: Contract, timeout: float | None = None) -> Any:
@@ -415,7 +510,7 @@ class RpcClient:
         correlation_id = uuid.uuid4().hex
         COUNTERS.inc("rpc_requests_total")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = future
+        self._pending[correlation_id] = (future, spec.responder)
         deadline = time.monotonic() + timeout
         try:
             try:
@@ -429,6 +524,7 @@ class RpcClient:
                             type=request.type,
                             expiration=timeout,
                             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                            user_id=self._user,
                         ),
                         routing_key=request.type,
                         mandatory=True,
@@ -461,6 +557,7 @@ class RpcServer:
     prefetch: int = 32
     _channel: AbstractChannel | None = field(default=None, init=False)
     _consumption: _Consumption = field(default_factory=_Consumption, init=False)
+    _user: str = field(default="", init=False)
 
     @functools.cached_property
     def handlers(self) -> dict[str, RequestHandler]:
@@ -471,6 +568,7 @@ class RpcServer:
             spec = REQUESTS.get(request_type)
             if spec is None or spec.responder != self.topology.service:
                 raise ValueError(f"{self.topology.service} is not the registered responder of {request_type}")
+        self._user = outbox.publishing_user(connection)
         self._channel = await connection.channel(publisher_confirms=False)
         await self._channel.set_qos(prefetch_count=self.prefetch)
         exchange = await self._channel.declare_exchange(
@@ -493,10 +591,17 @@ class RpcServer:
         body = b"{}"
         try:
             spec = REQUESTS[message.type or ""]
+            refused = self.topology.refusal(message.user_id, spec.callers, self._user)
+            if refused is not None:
+                raise RequestRefused(refused)
             request = spec.request.model_validate_json(message.body)
             reply = await self.handlers[spec.request.type](request)
             COUNTERS.inc("rpc_served_total")
             body = reply.model_dump_json().encode()
+        except RequestRefused as exc:
+            COUNTERS.inc("publisher_refused_total")
+            log.error("request refused", extra={"type": message.type, "reason": str(exc)})
+            headers["x-error"] = f"refused: {exc}"
         except Exception as exc:
             log.error("request failed", extra={"type": message.type, "error": _short(exc)})
             log.debug("request failure trace: %s", traceback.format_exc())
@@ -504,7 +609,13 @@ class RpcServer:
         if message.reply_to and self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.default_exchange.publish(
-                    aio_pika.Message(body, content_type=JSON, correlation_id=message.correlation_id, headers=headers),
+                    aio_pika.Message(
+                        body,
+                        content_type=JSON,
+                        correlation_id=message.correlation_id,
+                        headers=headers,
+                        user_id=self._user,
+                    ),
                     routing_key=message.reply_to,
                 )
         await message.ack()

@@ -25,6 +25,7 @@ PRICE_ID = "pr1c3q2mzk4wx5bd7ntha3rc"
 METHOD_ID = "m3thq2mzk7wx4bd5nrta6hcv"
 ZONE_ID = "z0n3q2mzk7wx4bd5nrtah6cv"
 CARD_TYPE_ID = "0f5d3c2b1a0948e7a6b5c4d3e2f10a9b"
+CUSTOMER_ID = "cu5tq2mzk7wx4bd5nrtah6cv"
 
 LINES = [
     {"variant_id": VARIANT_A, "sku": "TSHIRT-BLK-M", "quantity": 2},
@@ -63,6 +64,16 @@ CAPTURE = {
     "last_four": "1111",
     "notes": None,
     "created_at": "2024-05-14T10:21:07.412000Z",
+}
+
+# An offline "capture": the order is placed, but no money was received.
+OFFLINE_CAPTURE = CAPTURE | {
+    "transaction_id": "offline-6f1c2a8e-4b7d-4e3a-9c5f-2d8b7a6e1f40",
+    "amount": 1499,
+    "provider": "Offline",
+    "driver": "offline",
+    "card_type": None,
+    "last_four": None,
 }
 
 DECLINE = CAPTURE | {
@@ -180,6 +191,7 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
             "to_status": "dispatched",
             "tracking_no": "JD014600003828",
         },
+        {"order_id": ORDER_ID, "from_status": "offline-payment", "to_status": "payment-received", "marks_paid": True},
     ],
     "order.stock_requested.v1": [
         {"order_id": ORDER_ID, "attempt_id": ATTEMPT_ID, "basket_id": BASKET_ID, "lines": LINES},
@@ -228,6 +240,7 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
             "currency": "GBP",
             "lines": LINES[1:],
             "placed_at": "2024-05-14T10:25:00Z",
+            "paid": False,
         },
     ],
     "order.failed.v1": [
@@ -236,7 +249,14 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     # --- payments
     "payment.captured.v1": [
-        {"order_id": ORDER_ID, "attempt_id": ATTEMPT_ID, "success_status": "payment-received", "transaction": CAPTURE}
+        {"order_id": ORDER_ID, "attempt_id": ATTEMPT_ID, "success_status": "payment-received", "transaction": CAPTURE},
+        {
+            "order_id": ORDER_ID,
+            "attempt_id": ATTEMPT_ID,
+            "success_status": "offline-payment",
+            "transaction": OFFLINE_CAPTURE,
+            "paid": False,
+        },
     ],
     "payment.declined.v1": [
         {
@@ -268,6 +288,25 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
         },
         {"shipment_id": SHIPMENT_ID, "order_id": ORDER_ID, "dispatched_at": "2024-05-15T08:30:00+01:00"},
     ],
+    # --- customers
+    "customer.registered.v1": [
+        {
+            "customer_id": CUSTOMER_ID,
+            "email": "ada@example.com",
+            "firstname": "Ada",
+            "lastname": "Lovelace",
+            "company_name": "Analytical Engines Ltd",
+            "registered_at": "2024-05-14T09:58:12.402000Z",
+        },
+        {
+            "customer_id": CUSTOMER_ID,
+            "email": "Charles.Babbage@example.org",
+            "firstname": "Charles",
+            "lastname": "Babbage",
+            "registered_at": "2024-05-14T10:02:00Z",
+        },
+    ],
+    "customer.password_changed.v1": [{"customer_id": CUSTOMER_ID, "changed_at": "2024-05-16T18:45:31.117000Z"}],
     # --- request/reply
     "basket.snapshot.v1": [{"basket_id": BASKET_ID}, {"basket_id": "not-a-basket"}],
     "basket.snapshot.reply.v1": [

@@ -14,16 +14,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 Currency = str
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # A validation error never quotes the input: it would be logged and kept with a parked
+    # message, and the input may hold a secret field.
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     type: ClassVar[str]
     version: ClassVar[int] = 1
+    # Fields holding a secret (a payment token): never logged, and blanked in any copy of the
+    # message kept after its delivery (a parked message, the dead-letter tool's output).
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def routing_key(cls) -> str:
@@ -31,7 +37,7 @@ class Contract(BaseModel):
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)  # as Contract's
 
     event_id: uuid.UUID
     type: str
@@ -176,6 +182,8 @@ class OrderStatusChanged(Contract):
 
     Entering `payment-processing` is announced by `order.stock_requested` and placing by
     `order.placed` (which carries the status): each status change has exactly one announcement.
+    `marks_paid`: this change records that the money of an order placed unpaid was received (an
+    admin moved it to the paid status); shipping then opens the shipment it held.
     """
 
     type = "order.status_changed"
@@ -183,6 +191,7 @@ class OrderStatusChanged(Contract):
     from_status: str
     to_status: str
     tracking_no: str | None = None
+    marks_paid: bool = False
 
 
 class OrderStockRequested(Contract):
@@ -203,6 +212,7 @@ class OrderChargeRequested(Contract):
     """
 
     type = "order.charge_requested"
+    secret_fields = frozenset({"payment_token"})
     order_id: str
     attempt_id: uuid.UUID
     amount: int = Field(gt=0)
@@ -227,6 +237,9 @@ class OrderPlaced(Contract):
     shipping_method: str | None = None
     shipping_price_id: str | None = None
     placed_at: datetime
+    # False when the payment type's success is not money received (offline): the order is placed,
+    # but shipping holds its shipment until an `order.status_changed` marks it paid.
+    paid: bool = True
 
 
 class OrderFailed(Contract):
@@ -247,6 +260,9 @@ class PaymentCaptured(Contract):
     attempt_id: uuid.UUID
     success_status: str
     transaction: TransactionView
+    # Whether the type's success means the money was received (a card capture) or only a promise
+    # to pay (offline).
+    paid: bool = True
 
 
 class PaymentDeclined(Contract):
@@ -287,6 +303,30 @@ class ShipmentDispatched(Contract):
     order_id: str
     tracking_no: str | None = None
     dispatched_at: datetime
+
+
+# ---------------------------------------------------------------------------------------------
+# Events produced by customers
+
+
+class CustomerRegistered(Contract):
+    """A customer account was created (`POST /customers`): who it is and how to reach them."""
+
+    type = "customer.registered"
+    customer_id: str
+    email: str
+    firstname: str
+    lastname: str
+    company_name: str | None = None
+    registered_at: datetime
+
+
+class CustomerPasswordChanged(Contract):
+    """A customer changed their password; every sign-in session of theirs was ended with it."""
+
+    type = "customer.password_changed"
+    customer_id: str
+    changed_at: datetime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +473,7 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(StockReleased, "basket", (), external=True),
         EventSpec(StockCommitted, "basket", (), external=True),
         EventSpec(OrderCreated, "orders", (), external=True),
-        EventSpec(OrderStatusChanged, "orders", (), external=True),
+        EventSpec(OrderStatusChanged, "orders", ("shipping",)),
         EventSpec(OrderStockRequested, "orders", ("basket",)),
         EventSpec(OrderChargeRequested, "orders", ("payments",)),
         EventSpec(OrderPlaced, "orders", ("basket", "shipping")),
@@ -444,6 +484,8 @@ EVENTS: dict[str, EventSpec] = {
         EventSpec(PaymentVoided, "payments", ("orders",)),
         EventSpec(ShipmentOpened, "shipping", (), external=True),
         EventSpec(ShipmentDispatched, "shipping", ("orders",)),
+        EventSpec(CustomerRegistered, "customers", (), external=True),
+        EventSpec(CustomerPasswordChanged, "customers", (), external=True),
     )
 }
 
@@ -455,6 +497,28 @@ REQUESTS: dict[str, RequestSpec] = {
         RequestSpec(ResolvePayment, ResolvePaymentReply, "payments", ("orders",)),
     )
 }
+
+
+REDACTED = "[redacted]"
+
+
+def redacted(body: bytes) -> bytes:
+    """An event's message body with the payload's secret fields blanked (for whatever keeps a
+    copy of it after its delivery). A body that is not an event of the registry is returned as it
+    is: it cannot carry a field the registry marks secret."""
+    try:
+        data = orjson.loads(body)
+        spec = EVENTS.get(f"{data['type']}.v{data['version']}")
+        payload = data["payload"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return body
+    if spec is None or not isinstance(payload, dict):
+        return body
+    secrets = spec.model.secret_fields & payload.keys()
+    if not secrets:
+        return body
+    data["payload"] = payload | {name: REDACTED for name in secrets if payload[name] is not None}
+    return orjson.dumps(data)
 
 
 def events_consumed_by(service: str) -> list[EventSpec]:

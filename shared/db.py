@@ -12,10 +12,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolAcquireContext
 
 from shared.metrics import COUNTERS
 from shared.settings import ServiceSettings
@@ -48,16 +50,63 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(settings: ServiceSettings) -> asyncpg.Pool:
-    return await asyncpg.create_pool(
+class PoolTimeout(TimeoutError):
+    """No pooled connection became free within the acquire timeout: the service is saturated.
+
+    A `TimeoutError`, so one of `shared.errors.UNAVAILABLE`: a request that meets it answers 503
+    with `Retry-After` (nothing was done yet), an event handler is retried and never parked.
+    """
+
+
+COUNTERS.describe("db_acquire_timeouts_total", "waits for a pooled database connection that timed out")
+
+
+class Pool(asyncpg.Pool):
+    """asyncpg's pool, whose every acquire waits at most `acquire_timeout` seconds by default.
+
+    Back-pressure instead of a pile-up: when every connection is busy, a request waits a bounded
+    time for one and is then refused (503), rather than queueing behind the others for as long as
+    they take. Set once here, it holds for every user of the pool: units of work, reads that
+    acquire a connection themselves, the idempotency middleware, the relay, and the pool's own
+    `fetch`/`execute` helpers (which acquire through `acquire()`).
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+    async def _acquire(self, timeout: float | None) -> asyncpg.Connection:
+        # The one step both `async with pool.acquire()` and `await pool.acquire()` go through
+        # (asyncpg 0.32, pinned; tests/platform/test_back_pressure.py fails if that changes): its
+        # bare TimeoutError becomes one that says what ran out.
+        try:
+            return await super()._acquire(timeout)
+        except TimeoutError as exc:
+            COUNTERS.inc("db_acquire_timeouts_total")
+            raise PoolTimeout(f"no database connection became free within {timeout:g} s") from exc
+
+
+async def create_pool(settings: ServiceSettings) -> Pool:
+    pool = Pool(
         settings.database_url,
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
+        acquire_timeout=settings.db_acquire_timeout,
         command_timeout=settings.db_command_timeout,
         server_settings={"search_path": settings.db_schema, "application_name": settings.service},
         init=_init_connection,
         reset=_keep_session,
+        # asyncpg.create_pool's defaults (it cannot build a subclass): the pool's own arguments.
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        loop=None,
     )
+    return await pool
 
 
 @dataclass(frozen=True)

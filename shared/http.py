@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextvars
 import logging
@@ -9,14 +10,22 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 
 from shared.errors import UNAVAILABLE
-from shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER, SIGNING_KEY, IdentityError, verify_identity
+from shared.identity import (
+    CUSTOMER_ROLE,
+    IDENTITY_HEADER,
+    SIGNATURE_HEADER,
+    SIGNING_KEY,
+    IdentityError,
+    verify_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +161,27 @@ def parse_json(raw: bytes) -> Any:
     return data
 
 
+# OAuth2 clients send their token requests as a form (RFC 6749 4.3.2): a form body is taken as the
+# object of its fields, and then meets the same checks and models as a JSON body.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM_FIELDS = 100
+
+
+def parse_form(raw: bytes) -> dict[str, str]:
+    """A URL-encoded form body as an object of strings: a 400 when it is not UTF-8 (as sent or
+    percent-decoded) or has more than `MAX_FORM_FIELDS` fields, a 422 when it holds NUL. A repeated
+    field takes its last value, as a duplicated JSON key does."""
+    try:
+        pairs = parse_qsl(raw.decode(), keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "The request body is not valid UTF-8") from exc
+    except ValueError as exc:
+        raise ApiError(400, f"A form body has at most {MAX_FORM_FIELDS} fields") from exc
+    data = dict(pairs)
+    refuse_nul(data)
+    return data
+
+
 async def read_json(request: web.Request, model: type[M]) -> M:
     """Parse and validate a request body; bad input is a 4xx and never reaches the core."""
     # Parsed and checked already by body_middleware (every service has it), else here.
@@ -205,6 +235,39 @@ def refuse_nul(data: Any) -> None:
     path = _nul_path(data)
     if path is not None:
         raise ValidationFailed.one(path or "body", NUL_MESSAGE)
+
+
+# `meta`: free-form data a storefront keeps on a basket or an order. Bounded, because every read
+# of the basket or order carries it: at most 8 KiB as JSON, 50 keys at any level, 5 levels.
+META_MAX_BYTES = 8 * 1024
+META_MAX_KEYS = 50
+META_MAX_DEPTH = 5
+
+
+def _empty_list_as_object(value: Any) -> Any:
+    return {} if value == [] else value
+
+
+def _check_meta(value: dict[str, Any]) -> dict[str, Any]:
+    # Depth first, level by level: the size is measured by encoding, and orjson's encoder fails
+    # (TypeError, not a validation error) past 255 levels.
+    level = [value]
+    for depth in range(1, META_MAX_DEPTH + 2):
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if not containers:
+            break
+        if depth > META_MAX_DEPTH:
+            raise ValueError(f"meta may be nested at most {META_MAX_DEPTH} levels deep")
+        if any(isinstance(item, dict) and len(item) > META_MAX_KEYS for item in containers):
+            raise ValueError(f"meta objects may have at most {META_MAX_KEYS} keys")
+        level = [child for item in containers for child in (item.values() if isinstance(item, dict) else item)]
+    if len(orjson.dumps(value)) > META_MAX_BYTES:
+        raise ValueError(f"meta must be at most {META_MAX_BYTES} bytes as JSON")
+    return value
+
+
+# An object; an empty list is taken as the empty object (GetCandy's clients send PHP's `[]`).
+Meta = Annotated[dict[str, Any], BeforeValidator(_empty_list_as_object), AfterValidator(_check_meta)]
 
 
 def query_model(request: web.Request, model: type[M]) -> M:
@@ -391,6 +454,15 @@ def require_admin(request: web.Request) -> dict[str, Any]:
     return who
 
 
+def require_customer(request: web.Request) -> str:
+    """A signed-in customer's routes: the gateway verified the customer's access token and passed
+    the identity, signed. The customer's id; a 401 for anyone else."""
+    who = identity(request)
+    if who is None or CUSTOMER_ROLE not in who["roles"]:
+        raise ApiError(401)
+    return who["sub"]
+
+
 # What aiohttp decodes (br and zstd only with optional packages, so not offered); "identity" is
 # no encoding at all.
 CONTENT_ENCODINGS = frozenset({"gzip", "deflate", "identity"})
@@ -417,19 +489,44 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_BODY = web.RequestKey("json_body", dict)
 
 
-@web.middleware
-async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def body_middleware(timeout: float) -> Callable:
     """Every body of a service, checked once before any handler or idempotency claim sees it: a
     known encoding that decodes (415, 400), within the size limit (413), JSON (400: `parse_json`)
     and an object (422), as every body of this API is. An operation that takes no body still gets
-    these checks, so hostile bytes never reach a handler that would act while ignoring them."""
-    if request.method in BODY_METHODS and request.match_info.http_exception is None:
-        refuse_unknown_encoding(request)
-        data = parse_json(await request.read()) if request.body_exists else {}
-        if not isinstance(data, dict):
-            raise ValidationFailed.one("body", "The request body must be a JSON object")
-        request[JSON_BODY] = data
-    return await handler(request)
+    these checks, so hostile bytes never reach a handler that would act while ignoring them.
+
+    The whole body must arrive within `timeout` seconds, else a 408 that closes the connection:
+    a client trickling its body holds a connection (and nothing else: no pooled connection is
+    taken before the body is in) no longer than that. Only the gateway reaches a service, and it
+    sends a body it has already received whole, so this bounds a misbehaving peer, not a client.
+    """
+
+    @web.middleware
+    async def body(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method in BODY_METHODS and request.match_info.http_exception is None:
+            refuse_unknown_encoding(request)
+            raw = b""
+            if request.body_exists:
+                try:
+                    async with asyncio.timeout(timeout):
+                        raw = await request.read()
+                except TimeoutError:
+                    return _body_too_slow(request, timeout)
+            data = parse_form(raw) if request.content_type == FORM_CONTENT_TYPE else parse_json(raw)
+            if not isinstance(data, dict):
+                raise ValidationFailed.one("body", "The request body must be a JSON object")
+            request[JSON_BODY] = data
+        return await handler(request)
+
+    return body
+
+
+def _body_too_slow(request: web.Request, timeout: float) -> web.Response:
+    log.info("request body too slow", extra={"path": request.path, "timeout": timeout})
+    response = error_response(408, f"The request body did not arrive within {timeout:g} s")
+    # The rest of the body may still come, and could not be told from a next request.
+    response.force_close()
+    return response
 
 
 def standard_middlewares() -> list:

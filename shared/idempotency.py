@@ -11,12 +11,13 @@ key exactly one runs. The others see the claim:
 - another request with the same key: 422.
 
 The first response is recorded when the handler returns, whatever its status, except statuses
-that say "nothing happened, try again" (5xx, 409, 429): those release the key so that a retry
-runs. A claim whose request never finished (its process died) is taken over after `lease`.
-Keys are kept for `retention` (at least 24 hours) and purged in the background.
+that say "nothing happened, try again" (5xx, 409, 429) and responses marked `Cache-Control:
+no-store`: those release the key so that a retry runs. A claim whose request never finished (its
+process died) is taken over after `lease`. Keys are kept for `retention` (at least 24 hours) and
+purged in the background.
 
-Scope: the identity's subject on admin routes, else one shared storefront scope: keys are meant
-to be unique (a random UUID per operation), as for every public API that offers them.
+Scope: the identity's subject (an admin, a signed-in customer), else one shared storefront scope:
+keys are meant to be unique (a random UUID per operation), as for every public API that offers them.
 """
 
 from __future__ import annotations
@@ -185,7 +186,10 @@ async def _run_claimed(
         await asyncio.shield(_release(pool, scope, key))
         raise
     body = response.body if isinstance(response, web.Response) else None
-    if response.status >= 500 or response.status in RELEASING_STATUSES or not isinstance(body, bytes):
+    # A response that must not be stored (issued tokens; the answer to a request carrying a
+    # password, whose request hash would be a fast hash of that password) is not kept here either.
+    no_store = "no-store" in response.headers.get("Cache-Control", "")
+    if response.status >= 500 or response.status in RELEASING_STATUSES or not isinstance(body, bytes) or no_store:
         await asyncio.shield(_release(pool, scope, key))
         return response
     content_type = response.headers.get("Content-Type")

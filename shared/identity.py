@@ -31,6 +31,14 @@ CLOCK_SKEW = 5
 # The key a service verifies with (set from its settings by the app factory).
 SIGNING_KEY = web.AppKey("identity_signing_key", str)
 
+# A signed-in customer: the customers service issues access tokens (HS256 JWTs keyed with
+# `CUSTOMER_TOKEN_SECRET`, with this issuer and audience), the gateway verifies them on the
+# operations declared `customer` and passes the identity `{"sub": <customer id>, "roles":
+# ["customer"]}` on, signed like any other.
+CUSTOMER_ROLE = "customer"
+CUSTOMER_TOKEN_ISSUER = "commerce-customers"
+CUSTOMER_TOKEN_AUDIENCE = "commerce-storefront"
+
 _SIGNATURE = re.compile(r"t=(\d{1,12}),v1=([0-9a-f]{64})")
 
 

@@ -2,7 +2,7 @@
 
 `python -m shared.local check [--for-tests]`: exit 0 when both are reachable (starting them from
 docker-compose.yml when a Docker engine is available), else a clear message and exit 1.
-`python -m shared.local run`: the five services in the foreground, logs prefixed, Ctrl-C stops all.
+`python -m shared.local run`: the six services in the foreground, logs prefixed, Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("basket", "orders", "shipping", "payments", "gateway")
+SERVICES = ("basket", "orders", "shipping", "payments", "customers", "gateway")
 # docker-compose.yml requires the services' secrets (from .env) to be set even when only the
 # infrastructure starts; these fill them for that (no service is started with them), and leave
 # RabbitMQ's user guest, which the loopback defaults of `make run` use.
 INFRA_ONLY_ENV = {
-    "COMMERCE_AMQP_USER": "guest",
-    "COMMERCE_AMQP_PASSWORD": "guest",
+    "RABBITMQ_ADMIN_USER": "guest",
+    "RABBITMQ_ADMIN_PASSWORD": "guest",
+    "BASKET_AMQP_PASSWORD": "unused",
+    "CUSTOMERS_AMQP_PASSWORD": "unused",
+    "ORDERS_AMQP_PASSWORD": "unused",
+    "PAYMENTS_AMQP_PASSWORD": "unused",
+    "SHIPPING_AMQP_PASSWORD": "unused",
     "IDENTITY_SIGNING_KEY": "unused",
     "GATEWAY_ADMIN_JWT_SECRET": "unused",
     "GATEWAY_ADMIN_JWT_ISSUER": "unused",
     "GATEWAY_ADMIN_JWT_AUDIENCE": "unused",
+    "CUSTOMER_TOKEN_SECRET": "unused",
 }
 
 

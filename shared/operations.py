@@ -6,7 +6,7 @@ Each service lists its operations in `<service>/routes.py` (`OPERATIONS`). From 
 - `python -m gateway.openapi` writes the OpenAPI document (request, query and response models,
   the 4xx answers, and the gateway's own facts about each operation as `x-commerce-*` keys);
 - the gateway builds its route table from that document: which service owns a path, whether it
-  needs an admin token, its timeout, whether a lost POST may be sent again.
+  needs an admin token or a customer's, its timeout, whether a lost POST may be sent again.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class Operation:
     handler: Handler
     summary: str
     admin: bool = False  # the gateway asks for an admin token; the service checks the identity too
+    # A signed-in customer's: the gateway asks for the customer's access token and passes the
+    # customer on as the identity; the service checks it too.
+    customer: bool = False
     request: type[BaseModel] | None = None  # the JSON body
     query: type[BaseModel] | None = None  # its fields are the query parameters
     response: type[BaseModel] | None = None  # the body of a success

@@ -7,6 +7,8 @@ mandatory with publisher confirms and deletes them only after the broker confirm
 dies in between leaves its rows leased: they are published again once the lease ends, and
 consumers' inboxes absorb the duplicate. A pass that fails gives its lease back at once. The
 relay is woken by NOTIFY and polls as a fallback (slowly while its LISTEN connection is up).
+Every event goes out with `user_id`, the broker user the relay is connected as, which the broker
+checks and the consumers compare with the producer the registry names (`shared.bus`).
 """
 
 from __future__ import annotations
@@ -20,12 +22,18 @@ from typing import Any
 
 import aio_pika
 import asyncpg
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractRobustConnection
 
 from shared.contracts import EVENTS, Contract, envelope_for
 from shared.metrics import COUNTERS
 
 log = logging.getLogger(__name__)
+
+
+def publishing_user(connection: AbstractConnection) -> str:
+    """The broker user a connection authenticated as, the user_id of what it publishes (the broker
+    refuses any other). aio-pika connects as guest when the URL names no user."""
+    return connection.url.user or "guest"  # aio-pika's connections keep their URL (not in the ABC)
 
 
 def notify_channel(schema: str) -> str:
@@ -153,6 +161,7 @@ class Relay:
         self._task: asyncio.Task | None = None
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
+        self._user = ""
         self._listener: asyncpg.Connection | None = None
         self._handoffs: set[asyncio.Task] = set()
         self._confirmed: list[uuid.UUID] = []  # handed-off events the broker confirmed, to forget
@@ -160,6 +169,7 @@ class Relay:
         self._forgetter: asyncio.Task | None = None
 
     async def start(self, connection: AbstractRobustConnection) -> None:
+        self._user = publishing_user(connection)
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await self._channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
@@ -347,6 +357,7 @@ class Relay:
             type=routing_key,
             correlation_id=headers.get("correlation_id"),
             headers=headers,
+            user_id=self._user,
         )
         await self._exchange.publish(
             message, routing_key=routing_key, mandatory=mandatory, timeout=self.publish_timeout

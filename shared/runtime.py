@@ -60,7 +60,7 @@ def create_service_app(
         middlewares=[
             access_log_middleware,
             *http.standard_middlewares(),
-            http.body_middleware,
+            http.body_middleware(settings.body_timeout),
             idempotency.middleware(),
         ]
     )
@@ -290,13 +290,17 @@ def install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def refuse_unsafe_production(settings: ServiceSettings) -> None:
-    """In production, exit before anything starts when a setting is unsafe (a published or short
-    key, the broker's guest user, a development-only provider): one log line naming each such
-    setting, never its value."""
+def refuse_unsafe_production(settings: ServiceSettings, command: str) -> None:
+    """In production, exit before anything starts when a setting the command uses is unsafe: one
+    log line naming each such setting, never its value.
+
+    `serve` and `seed` check every key, the broker user and the providers
+    (`production_problems`); `migrate` holds none of those (least privilege: compose and the
+    cluster give the migration job only its DSN), so it checks what it does use
+    (`migration_problems`)."""
     if settings.environment != "production":
         return
-    problems = settings.production_problems()
+    problems = settings.migration_problems() if command == "migrate" else settings.production_problems()
     if problems:
         logging.getLogger(settings.service).critical("refusing to start in production: " + "; ".join(problems))
         sys.exit(78)  # EX_CONFIG
@@ -315,9 +319,7 @@ def main(
     args = parser.parse_args(argv)
     settings = settings_cls()
     configure_logging(settings)
-    if args.command in ("serve", "seed"):
-        # Migrations hold neither the keys nor a broker user (least privilege): nothing to check.
-        refuse_unsafe_production(settings)
+    refuse_unsafe_production(settings, args.command)
     install_uvloop()
     if args.command == "migrate":
         if migrations_dir is None:

@@ -7,7 +7,7 @@ RabbitMQ installed locally. Every value can be overridden per service (`BASKET_D
 from __future__ import annotations
 
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,6 +18,8 @@ DEFAULT_DATABASE = "commerce"
 # Development defaults of the two keys: `make run` and the tests work with no configuration.
 DEV_ADMIN_JWT_SECRET = "dev-only-change-me-0123456789abcdef"
 DEV_IDENTITY_SIGNING_KEY = "dev-only-identity-signing-key-0123456789abcdef"
+# The customers' access tokens (issued by customers, verified by the gateway).
+DEV_CUSTOMER_TOKEN_SECRET = "dev-only-customer-token-secret-0123456789abcdef"
 # Every secret value that appears in this repository (the defaults above, docker compose's
 # .env.example, the example Kubernetes Secrets, the docs): anyone can read them, so production
 # refuses each one. tests/platform/test_production.py scans the repository and fails when a
@@ -26,10 +28,14 @@ KNOWN_DEV_SECRETS = frozenset(
     {
         DEV_ADMIN_JWT_SECRET,
         DEV_IDENTITY_SIGNING_KEY,
+        DEV_CUSTOMER_TOKEN_SECRET,
         "CHANGE-ME-to-at-least-32-random-bytes",
         "CHANGE-ME-admin-jwt-secret-at-least-32-random-bytes",
         "CHANGE-ME-identity-signing-key-at-least-32-random-bytes",
+        "CHANGE-ME-customer-token-secret-at-least-32-random-bytes",
         "CHANGE-ME-rabbitmq-password",
+        # services/customers/customers/seed.py: the demo customer's password
+        "demo-lovelace-1815",
         # services/gateway/tests/test_auth.py
         "test-secret-for-the-gateway-0123456789-long-enough-for-any-hmac-algorithm",
         "CHANGE-ME",
@@ -47,6 +53,16 @@ def secret_problem(value: str) -> str | None:
         return "is a value published in this repository"
     if len(value.encode()) < MIN_SECRET_BYTES:
         return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why a connection URL (Postgres, AMQP) is unsafe in production (never echoing it), or None:
+    its password is a value published in this repository (the example Secrets'). One without a
+    password (peer, certificate or trust authentication) is the platform's to judge."""
+    password = urlsplit(dsn).password
+    if password is not None and unquote(password) in KNOWN_DEV_SECRETS:
+        return "has a password published in this repository"
     return None
 
 
@@ -69,6 +85,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 0
+    # Longest wait for a request's whole body in a domain service (408 past it). The gateway
+    # bounds a client's body by the route's timeout and sends it on whole, so this is generous.
+    body_timeout: float = Field(10.0, gt=0)
 
     # Runtime DSN: the service's runtime role, data rights on its own schema only.
     database_url: str = ""
@@ -84,7 +103,17 @@ class ServiceSettings(BaseSettings):
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     # Prefix of every exchange and queue name, so test runs never see each other's messages.
     bus_namespace: str = "commerce"
-    bus_prefetch: int = 32
+    # Each service connects as its own broker user, `<prefix><service>` (`broker_user`), and its
+    # consumers accept a message only from the user of the service the contract registry names
+    # (docs/deploy.md, "Broker users and permissions"). The same value for every service.
+    bus_user_prefix: str = ""
+    # Messages the event consumer (and, apart, the request/reply server) holds unacknowledged.
+    # Each handler needs a pooled connection, so it is never more than `db_pool_max` (the
+    # default): the messages past the pool would only wait in this process for a connection, time
+    # out (`db_acquire_timeout`) and go round the retry queues, while another replica with free
+    # connections could have taken them. A larger value is refused, not lowered in silence: it
+    # says the two settings were sized apart.
+    bus_prefetch: int | None = Field(None, ge=1)
     bus_delivery_limit: int = 10
     bus_retry_delays_ms: tuple[int, ...] = (500, 5_000, 30_000)
     bus_connect_attempts: int = 30
@@ -107,6 +136,14 @@ class ServiceSettings(BaseSettings):
             self.migrate_database_url = f"postgresql://postgres@{DEFAULT_PG}/{DEFAULT_DATABASE}"
         if not self.identity_signing_key and self.environment == "development":
             self.identity_signing_key = DEV_IDENTITY_SIGNING_KEY
+        if self.bus_prefetch is None:
+            self.bus_prefetch = self.db_pool_max
+        elif self.bus_prefetch > self.db_pool_max:
+            raise ValueError(
+                f"{self.env_name('bus_prefetch')} ({self.bus_prefetch}) must not be larger than "
+                f"{self.env_name('db_pool_max')} ({self.db_pool_max}): each message in hand needs a "
+                "database connection; leave it unset to take the pool's size"
+            )
         return self
 
     def env_name(self, field: str) -> str:
@@ -122,9 +159,31 @@ class ServiceSettings(BaseSettings):
         problems = []
         if (why := secret_problem(self.identity_signing_key)) is not None:
             problems.append(f"{self.env_name('identity_signing_key')} {why}")
-        if self.uses_broker and urlsplit(self.amqp_url).username in (None, "", "guest"):
-            problems.append(f"{self.env_name('amqp_url')} uses the broker's default user guest")
+        if self.uses_broker:
+            problems += self._broker_problems()
+        if (why := dsn_problem(self.database_url)) is not None:
+            problems.append(f"{self.env_name('database_url')} {why}")
         return problems
+
+    def _broker_problems(self) -> list[str]:
+        name = self.env_name("amqp_url")
+        user = urlsplit(self.amqp_url).username
+        if user in (None, "", "guest"):
+            return [f"{name} uses the broker's default user guest"]
+        problems = []
+        own = broker_user(self.service, self.bus_user_prefix)
+        if unquote(user) != own:
+            # The other services would park every event it publishes.
+            problems.append(f"{name} must connect as the service's own broker user {own}")
+        if (why := dsn_problem(self.amqp_url)) is not None:
+            problems.append(f"{name} {why}")
+        return problems
+
+    def migration_problems(self) -> list[str]:
+        """What makes `migrate` unsafe for production. It uses the migration DSN alone (it is given
+        neither the keys nor a broker user), so that is all there is to check."""
+        why = dsn_problem(self.migrate_database_url)
+        return [] if why is None else [f"{self.env_name('migrate_database_url')} {why}"]
 
     @property
     def runtime_role(self) -> str:
@@ -133,6 +192,12 @@ class ServiceSettings(BaseSettings):
     @property
     def owner_role(self) -> str:
         return f"{self.db_schema}_owner"
+
+
+def broker_user(service: str, prefix: str = "") -> str:
+    """The broker user a service connects as: by convention its own name (behind the deployment's
+    `bus_user_prefix`). Consumers accept a message from the user of the service the registry names."""
+    return f"{prefix}{service}"
 
 
 def prefixed(service: str) -> SettingsConfigDict:

@@ -32,8 +32,13 @@ from shared.identity import signed_identity_headers
 from shared.settings import DEV_IDENTITY_SIGNING_KEY, ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The services of a guest's checkout: the ones whose queues, outboxes and books the tests count.
 SERVICES = ("basket", "orders", "shipping", "payments")
-ALL_SERVICES = ("gateway", *SERVICES)
+# Customer accounts take no part in a guest's checkout; they are migrated, seeded and started with
+# the others, behind the same gateway.
+ACCOUNT_SERVICES = ("customers",)
+UPSTREAMS = (*SERVICES, *ACCOUNT_SERVICES)
+ALL_SERVICES = ("gateway", *UPSTREAMS)
 S = TypeVar("S", bound=ServiceSettings)
 RETRY_DELAYS_MS = (200, 1000, 3000)
 
@@ -190,7 +195,7 @@ async def delete_bus_namespace(amqp_url: str, namespace: str) -> None:
 async def migrate_all(infra: Infra) -> None:
     from shared import db
 
-    for service in SERVICES:
+    for service in UPSTREAMS:
         module = __import__(f"{service}.settings", fromlist=["x"])
         settings_cls = next(
             v
@@ -284,7 +289,7 @@ class Stack:
 
 def seed_all(infra: Infra, log_dir: Path) -> None:
     """Load every service's demo data (idempotent), as `make run` does."""
-    for service in SERVICES:
+    for service in UPSTREAMS:
         with (log_dir / f"{service}.seed.log").open("ab") as log:
             subprocess.run(
                 [sys.executable, "-m", service, "seed"],
@@ -298,13 +303,13 @@ def seed_all(infra: Infra, log_dir: Path) -> None:
 
 
 def start_stack(infra: Infra, log_dir: Path, extra_env: dict[str, str] | None = None, *, replicas: int = 1) -> Stack:
-    """The five services as processes; with `replicas` > 1, that many instances of each of the four
+    """The six services as processes; with `replicas` > 1, that many instances of each of the five
     services (own ports, same database and bus namespace) behind one gateway that lists them all."""
     seed_all(infra, log_dir)
     ports = {name: [free_port() for _ in range(1 if name == "gateway" else replicas)] for name in ALL_SERVICES}
     instances: dict[str, list[ServiceProcess]] = {}
     gateway_env = {
-        f"GATEWAY_{s.upper()}_URL": ",".join(f"http://127.0.0.1:{port}" for port in ports[s]) for s in SERVICES
+        f"GATEWAY_{s.upper()}_URL": ",".join(f"http://127.0.0.1:{port}" for port in ports[s]) for s in UPSTREAMS
     }
     # Every simulated shopper comes from 127.0.0.1: a per-client limit would throttle them all as one.
     gateway_env["GATEWAY_RATE_LIMIT_RATE"] = "0"

@@ -33,6 +33,7 @@ from orders.app import create_app as orders_app
 from orders.settings import OrdersSettings
 from payments.app import create_app as payments_app
 from payments.providers import CONSUMED_NONCE, DECLINED_NONCE, VALID_NONCE
+from payments.seed import seed_types
 from payments.settings import PaymentsSettings
 from shared import runtime
 from shared.bus import RequestHandler, Responder, Subscription
@@ -113,7 +114,9 @@ async def shipping_data(conn: asyncpg.Connection) -> Seeded:
 
 
 async def payments_data(conn: asyncpg.Connection) -> Seeded:
-    """The installed payment types, by id and by handle, and the sandbox's well-known tokens."""
+    """The demo's payment types (offline enabled, as the stack has them), by id and by handle, and
+    the sandbox's well-known tokens."""
+    await seed_types(conn)
     rows = await conn.fetch("SELECT id, handle FROM payment_types ORDER BY handle")
     keys = [row["id"] for row in rows] + [row["handle"] for row in rows]
     card = next(row["id"] for row in rows if row["handle"] == "card")

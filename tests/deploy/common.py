@@ -12,9 +12,9 @@ from shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-SERVICES = ("gateway", "basket", "orders", "shipping", "payments")
+SERVICES = ("gateway", "basket", "orders", "shipping", "payments", "customers")
 MIGRATING = tuple(s for s in SERVICES if s != "gateway")
-PORTS = {"gateway": 8000, "basket": 8001, "orders": 8002, "shipping": 8003, "payments": 8004}
+PORTS = {"gateway": 8000, "basket": 8001, "orders": 8002, "shipping": 8003, "payments": 8004, "customers": 8005}
 # A Deployment's grace period and compose's stop_grace_period must leave this much on top of
 # the computed drain, for the event loop to close the pool and exit.
 SHUTDOWN_MARGIN = 5

@@ -29,6 +29,8 @@ from tests.deploy.common import (
 )
 
 INFRA = ("postgres", "rabbitmq")
+# One-shot infrastructure steps: the services' broker users (tests/deploy/test_broker_users.py).
+INFRA_STEPS = ("rabbitmq-users",)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +77,15 @@ def test_the_schema_rejects_what_compose_would_reject(compose: dict[str, Any], v
 
 
 def test_the_expected_services(compose: dict[str, Any]) -> None:
-    expected = {*INFRA, *SERVICES, *(f"{s}-migrate" for s in MIGRATING), *(f"{s}-seed" for s in MIGRATING)}
+    expected = {
+        *INFRA,
+        *INFRA_STEPS,
+        *SERVICES,
+        *(f"{s}-migrate" for s in MIGRATING),
+        *(f"{s}-seed" for s in MIGRATING),
+    }
     assert set(compose["services"]) == expected
-    assert set(one_shots(compose)) == {n for n in expected if n.endswith(("-migrate", "-seed"))}
+    assert set(one_shots(compose)) == {*INFRA_STEPS, *(n for n in expected if n.endswith(("-migrate", "-seed")))}
 
 
 def test_every_dependency_exists_with_a_condition_that_can_be_met(compose: dict[str, Any]) -> None:
@@ -122,6 +130,10 @@ def test_migrations_then_seed_then_the_service(compose: dict[str, Any]) -> None:
         assert app["depends_on"][f"{service}-seed"] == {"condition": "service_completed_successfully"}
         for infra in INFRA:
             assert app["depends_on"][infra] == {"condition": "service_healthy"}
+        for step in INFRA_STEPS:
+            assert (
+                seed["depends_on"][step] == app["depends_on"][step] == {"condition": "service_completed_successfully"}
+            )
     gateway = services["gateway"]["depends_on"]
     assert gateway == {s: {"condition": "service_healthy"} for s in MIGRATING}
 
@@ -210,8 +222,8 @@ APPS = (*SERVICES, *(f"{s}-migrate" for s in MIGRATING), *(f"{s}-seed" for s in 
 # Environment variables whose values are secrets (keys, DSNs and URLs holding passwords).
 SECRET_NAMES = re.compile(r"(SECRET|_KEY$|PASSWORD|AMQP_URL)")
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
-# The broker's user and password from .env, the host by its compose name.
-AMQP_URL = re.compile(rf"amqp://{REQUIRED.pattern}:{REQUIRED.pattern}@rabbitmq:5672/")
+# The service's own broker user, its password from .env, the host by its compose name.
+AMQP_URL = re.compile(rf"amqp://(?P<user>\w+):{REQUIRED.pattern}@rabbitmq:5672/")
 
 
 def env_example() -> dict[str, str]:
@@ -236,7 +248,9 @@ def test_no_secret_is_written_in_the_compose_file(compose: dict[str, Any]) -> No
         for key, value in secrets.items():
             assert ":-" not in value, (name, key)
             if key.endswith("AMQP_URL"):
-                assert AMQP_URL.fullmatch(value), (name, key, value)
+                url = AMQP_URL.fullmatch(value)
+                assert url and url["user"] == name.split("-")[0], (name, key, value)
+                assert url[2] == f"{url['user'].upper()}_AMQP_PASSWORD", (name, key, value)
             else:
                 assert REQUIRED.fullmatch(value), (name, key, value)
     assert compose["services"]["payments"]["environment"]["PAYMENTS_SANDBOX_ENABLED"] == "false"

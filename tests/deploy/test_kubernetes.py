@@ -230,7 +230,11 @@ def test_every_secret_reference_is_documented_in_the_example_secrets(overlay: st
     }
     refs = _secret_refs(overlay)
     assert refs - examples == set()
-    expected = {("gateway-auth", "admin-jwt-secret"), ("commerce-identity", "identity-signing-key")}
+    expected = {
+        ("gateway-auth", "admin-jwt-secret"),
+        ("commerce-identity", "identity-signing-key"),
+        ("commerce-customer-token", "customer-token-secret"),
+    }
     for service in MIGRATING:
         expected |= {
             (f"{service}-runtime", "database-url"),
@@ -581,5 +585,5 @@ def test_example_secrets_are_refused_in_production() -> None:
 
     for doc in load_documents(DEPLOY / "examples" / "secrets.yaml"):
         for key, value in doc["stringData"].items():
-            if key in {"admin-jwt-secret", "identity-signing-key", "password"}:
+            if key in {"admin-jwt-secret", "identity-signing-key", "customer-token-secret", "password"}:
                 assert value in KNOWN_DEV_SECRETS, (doc["metadata"]["name"], key)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -27,12 +26,6 @@ from shared.contracts_schema import load_checked_in
 from tests.support import Stack
 
 ADMIN = {"Authorization": f"Bearer {mint_token(GatewaySettings())}"}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def create_product(

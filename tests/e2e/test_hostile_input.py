@@ -4,9 +4,10 @@ document declares for its operation, and nothing changed in any schema.
 
 Every operation of the document gets every body case below; GET operations get hostile query
 strings as well (their bodies are ignored, so a 2xx is right for those). Path ids are real where
-one exists (a seeded product, a basket with a line, a placed order, its transaction and shipment),
-except for the operations that take no body and act on the id alone (delete a line, expire an
-order, void a payment): any acceptable body there would rightly act, so they get an unknown id.
+one exists (a seeded product, a basket with a line, a placed order, its transaction and shipment, a
+country), except for the operations that take no body and act on the id alone (delete a line or a
+basket, expire an order, void a payment): any acceptable body there would rightly act, so they get
+an unknown id.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ ADMIN = {"Authorization": f"Bearer {mint_token(GatewaySettings())}"}
 UNKNOWN_ID = "zzzzzzzzzzzzzzzzzzzzzzzz"
 GATEWAY_BODY_LIMIT = GatewaySettings().max_body_bytes
 # Operations that take no body and act on their path id alone.
-BODILESS_WRITES = {("DELETE", "/basket-lines/{id}"), ("POST", "/orders/{id}/expire"), ("POST", "/payments/{id}/void")}
+BODILESS_WRITES = {
+    ("DELETE", "/basket-lines/{id}"),
+    ("DELETE", "/baskets/{id}"),
+    ("POST", "/orders/{id}/expire"),
+    ("POST", "/payments/{id}/void"),
+}
 # Tables whose contents move by themselves (events in flight), not by a request.
 TRANSIENT_TABLES = {"outbox", "inbox", "schema_migrations"}
 
@@ -169,6 +175,8 @@ async def real_ids(session: aiohttp.ClientSession, stack: Stack) -> dict[str, st
     )
     basket = await _get(session, f"{stack.gateway}/baskets/{basket['id']}?include=lines")
     order = await _get(session, f"{stack.gateway}/orders/{placed.order_id}?include=transactions")
+    # Its invoice is issued on its first request: issued now, so that later reads change nothing.
+    await _get(session, f"{stack.gateway}/orders/{placed.order_id}/invoice")
     shipments = await _eventually(lambda: _list(session, f"{stack.gateway}/shipments?order_id={placed.order_id}"))
     ids = {
         "/products/variants/": variant["id"],
@@ -181,6 +189,7 @@ async def real_ids(session: aiohttp.ClientSession, stack: Stack) -> dict[str, st
     }
     for kind in ("zones", "methods", "prices"):
         ids[f"/shipping/{kind}/"] = (await _list(session, f"{stack.gateway}/shipping/{kind}"))[0]["id"]
+    ids["/countries/"] = (await _list(session, f"{stack.gateway}/countries?per_page=1"))[0]["id"]
     return ids
 
 
@@ -209,7 +218,7 @@ async def fingerprint(conn: asyncpg.Connection) -> dict[str, str]:
     update shows as well as an insert or a delete."""
     tables = await conn.fetch(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_schema IN ('basket', 'orders', 'shipping', 'payments') AND table_type = 'BASE TABLE'"
+        "WHERE table_schema IN ('basket', 'orders', 'shipping', 'payments', 'customers') AND table_type = 'BASE TABLE'"
     )
     result = {}
     for row in tables:

@@ -15,13 +15,13 @@ import sys
 
 import pytest
 
-from shared.settings import DEV_ADMIN_JWT_SECRET, DEV_IDENTITY_SIGNING_KEY, KNOWN_DEV_SECRETS
+from shared.settings import DEV_ADMIN_JWT_SECRET, DEV_CUSTOMER_TOKEN_SECRET, DEV_IDENTITY_SIGNING_KEY, KNOWN_DEV_SECRETS
 from tests.deploy.common import ROOT, SERVICES, settings_class
 
 GOOD_KEY = secrets.token_urlsafe(48)
 GOOD_JWT_KEY = secrets.token_urlsafe(48)
-# Nothing listens there: a service that passed the check would fail to connect, not hang.
-GOOD_AMQP = f"amqp://commerce:{secrets.token_urlsafe(16)}@127.0.0.1:1/"
+GOOD_CUSTOMER_KEY = secrets.token_urlsafe(48)
+GOOD_AMQP_PASSWORD = secrets.token_urlsafe(16)
 
 
 def production_env(service: str) -> dict[str, str]:
@@ -35,7 +35,11 @@ def production_env(service: str) -> dict[str, str]:
             "GATEWAY_ADMIN_JWT_AUDIENCE": "commerce-admin",
         }
     else:
-        env[f"{prefix}AMQP_URL"] = GOOD_AMQP
+        # Its own broker user (docs/deploy.md). Nothing listens there: a service that passed the
+        # check would fail to connect, not hang.
+        env[f"{prefix}AMQP_URL"] = f"amqp://{service}:{GOOD_AMQP_PASSWORD}@127.0.0.1:1/"
+    if service in ("gateway", "customers"):
+        env["CUSTOMER_TOKEN_SECRET"] = GOOD_CUSTOMER_KEY
     if service == "payments":
         env["PAYMENTS_SANDBOX_ENABLED"] = "false"
     return env
@@ -43,7 +47,7 @@ def production_env(service: str) -> dict[str, str]:
 
 def base_environment() -> dict[str, str]:
     """This process's environment without any setting of ours (the run's own must not leak in)."""
-    ours = re.compile(r"^(COMMERCE_|IDENTITY_|GATEWAY_|BASKET_|ORDERS_|SHIPPING_|PAYMENTS_)")
+    ours = re.compile(r"^(COMMERCE_|IDENTITY_|GATEWAY_|BASKET_|ORDERS_|SHIPPING_|PAYMENTS_|CUSTOMERS?_)")
     return {k: v for k, v in os.environ.items() if not ours.match(k)}
 
 
@@ -62,6 +66,16 @@ UNSAFE = [
     ("gateway", "GATEWAY_ADMIN_JWT_AUDIENCE", None, "GATEWAY_ADMIN_JWT_AUDIENCE"),
     ("payments", "PAYMENTS_SANDBOX_ENABLED", "true", "PAYMENTS_SANDBOX_ENABLED"),
     ("payments", "PAYMENTS_SANDBOX_ENABLED", None, "PAYMENTS_SANDBOX_ENABLED"),
+    # The customers' access token key: the service that signs with it and the gateway that checks it.
+    *((s, "CUSTOMER_TOKEN_SECRET", None, "CUSTOMER_TOKEN_SECRET") for s in ("gateway", "customers")),
+    *(
+        (s, "CUSTOMER_TOKEN_SECRET", DEV_CUSTOMER_TOKEN_SECRET, "CUSTOMER_TOKEN_SECRET")
+        for s in ("gateway", "customers")
+    ),
+    *((s, "CUSTOMER_TOKEN_SECRET", "short-but-secret-42", "CUSTOMER_TOKEN_SECRET") for s in ("gateway", "customers")),
+    ("gateway", "CUSTOMER_TOKEN_SECRET", GOOD_JWT_KEY, "CUSTOMER_TOKEN_SECRET"),  # the admin key: one per kind
+    ("customers", "CUSTOMERS_PASSWORD_HASH_MEMORY_KIB", "1024", "CUSTOMERS_PASSWORD_HASH_MEMORY_KIB"),
+    ("customers", "CUSTOMERS_PASSWORD_HASH_TIME_COST", "1", "CUSTOMERS_PASSWORD_HASH_TIME_COST"),
 ]
 
 
@@ -81,8 +95,8 @@ def test_a_service_refuses_to_start_with_an_unsafe_setting(service, variable, va
     assert len(lines) == 1, output
     assert named in lines[0] and "refusing to start in production" in lines[0]
     # No secret's value is ever shown: the unsafe one, nor the good ones around it.
-    for secret in (value, GOOD_KEY, GOOD_JWT_KEY, GOOD_AMQP):
-        if secret and secret not in ("true", "false"):
+    for secret in (value, GOOD_KEY, GOOD_JWT_KEY, GOOD_CUSTOMER_KEY, GOOD_AMQP_PASSWORD):
+        if secret and secret not in ("true", "false", "1", "1024"):
             assert secret not in output
 
 
@@ -104,9 +118,11 @@ def test_every_known_secret_is_refused_as_a_key(known, monkeypatch) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("IDENTITY_SIGNING_KEY", known)
     monkeypatch.setenv("GATEWAY_ADMIN_JWT_SECRET", known)
+    monkeypatch.setenv("CUSTOMER_TOKEN_SECRET", known)
     problems = settings_class("gateway")().production_problems()
     assert any(p.startswith("IDENTITY_SIGNING_KEY ") for p in problems)
     assert any(p.startswith("GATEWAY_ADMIN_JWT_SECRET ") for p in problems)
+    assert any(p.startswith("CUSTOMER_TOKEN_SECRET ") for p in problems)
 
 
 def test_development_needs_no_configuration(monkeypatch) -> None:
@@ -129,7 +145,7 @@ SECRET_NAME = r"[A-Za-z_]*(?:SECRET|SIGNING_KEY|PASSWORD|PASS)[A-Za-z_]*"
 QUOTED = re.compile(rf"""(?i)\b{SECRET_NAME}\b\s*(?::\s*str\s*)?=\s*["']([^"']+)["']""")
 ENV_LINE = re.compile(rf"(?im)^{SECRET_NAME}=(\S+)$")
 FALLBACK = re.compile(rf"(?i)\$\{{{SECRET_NAME}:-([^}}]+)\}}")
-YAML_SECRET = re.compile(r"(?m)^\s+(?:admin-jwt-secret|identity-signing-key|password):\s*(\S+)")
+YAML_SECRET = re.compile(r"(?m)^\s+(?:admin-jwt-secret|identity-signing-key|customer-token-secret|password):\s*(\S+)")
 DSN_PASSWORD = re.compile(r"\w+://[^:/@\s]+:([^@\s$<{]+)@")
 
 
@@ -150,7 +166,9 @@ def test_every_secret_written_in_the_repository_is_refused() -> None:
         path = ROOT / name
         if path.is_file():
             text = path.read_text(errors="replace")
-            for pattern in (QUOTED, ENV_LINE, FALLBACK, YAML_SECRET, DSN_PASSWORD):
+            # `password: Password` in Python is a field's annotation, not a YAML value.
+            yaml = () if name.endswith(".py") else (YAML_SECRET,)
+            for pattern in (QUOTED, ENV_LINE, FALLBACK, DSN_PASSWORD, *yaml):
                 found |= dict.fromkeys(pattern.findall(text), name)
     # The scan sees what it must: the development keys, the examples for compose and Kubernetes.
     for value in (

@@ -10,8 +10,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from tests.e2e.conftest import session  # noqa: F401  (the fixture those tests take)
 from tests.e2e.test_checkout import (  # noqa: F401  (collected again here, against two instances of everything)
-    session,
     test_declined_then_retried_is_placed_once_with_one_failed_and_one_captured_charge,
     test_documented_lifecycle_places_the_order,
     test_every_published_message_matches_its_contract,

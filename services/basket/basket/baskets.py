@@ -3,20 +3,34 @@
 Every change is one unit of work: lock the basket row (concurrent changes of one basket queue),
 check every rule before writing, change the lines, bump the basket's version and emit
 `basket.changed.v1`. A rule that fails raises before the commit: nothing is half-written.
+
+A deleted basket is announced as emptied (`basket.changed.v1` with no lines): only outside systems
+read that event, and an empty basket is all they can act on.
 """
 
 from __future__ import annotations
 
 import asyncpg
 from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
 
 from basket import domain, queries, views
 from basket.catalogue import settings_of
-from basket.models import AddLines, CreateBasket, DeleteLines, LineQuantity, LineQuantityChange, VariantQuantity
+from basket.models import (
+    AddLines,
+    BasketMeta,
+    CreateBasket,
+    DeleteLines,
+    LineQuantity,
+    LineQuantityChange,
+    UpdateBasket,
+    VariantQuantity,
+)
 from shared import runtime
 from shared.contracts import BasketChanged
 from shared.http import (
     ApiError,
+    Meta,
     NotFound,
     ValidationFailed,
     includes,
@@ -30,6 +44,9 @@ from shared.uow import UnitOfWork
 
 Row = asyncpg.Record
 Checked = list[tuple[VariantQuantity, int]]  # each requested variant and its resulting quantity
+
+META = TypeAdapter(Meta)
+MSG_IN_FLIGHT = "This basket's order is being processed"
 
 
 async def get_basket(request: web.Request) -> web.Response:
@@ -150,6 +167,46 @@ async def delete_lines(request: web.Request) -> web.Response:
         return await _finish(request, uow, basket)
 
 
+async def set_meta(request: web.Request) -> web.Response:
+    """Set one key of the basket's meta (upstream's `{key, value}`), the others kept; the merged
+    meta stays within `shared.http.Meta`'s bounds."""
+    basket_id = path_id(request)
+    body = await read_json(request, BasketMeta)
+    async with runtime.unit_of_work(request) as uow:
+        basket = await _locked_basket(uow.conn, basket_id)
+        meta = _merged_meta(basket["meta"] or {}, body.key, body.value)
+        return await _finish(request, uow, basket, meta)
+
+
+async def update_basket(request: web.Request) -> web.Response:
+    """Upstream's `PUT /baskets/{id}` changes the basket's currency. There is one currency for now,
+    so only the basket's own is accepted, and the basket is answered as it is (nothing changes, no
+    event); any other is a 422, as on create."""
+    basket_id = path_id(request)
+    body = await read_json(request, UpdateBasket)
+    async with runtime.unit_of_work(request) as uow:
+        basket = await _locked_basket(uow.conn, basket_id)
+        if body.currency is not None and body.currency.upper() != basket["currency"]:
+            raise ValidationFailed.one("currency", "The selected currency is invalid.")
+        lines = await queries.basket_lines(uow.conn, basket["id"])
+    return model_response(views.BasketResponse(data=views.basket_view(basket, lines, includes(request))))
+
+
+async def delete_basket(request: web.Request) -> web.Response:
+    """Delete a basket and its lines. Refused while its order is in flight (a checkout holds its
+    stock: 409) and once the order is placed (403). Nothing is released: a basket holds no stock,
+    only a checkout's reservation does, and that one stays with its order."""
+    basket_id = path_id(request)
+    async with runtime.unit_of_work(request) as uow:
+        basket = await _locked_basket(uow.conn, basket_id)
+        if await queries.checkout_in_flight(uow.conn, basket_id):
+            raise ApiError(409, MSG_IN_FLIGHT)
+        if not await queries.delete_basket(uow.conn, basket_id, basket["version"]):
+            raise ApiError(409, "The basket changed meanwhile, please retry")
+        uow.emit(_changed(basket, []))
+    return model_response(views.SuccessResponse(success=views.Success(http_code=200, message=None)))
+
+
 # ---------------------------------------------------------------------------------------------
 # The steps
 
@@ -164,6 +221,23 @@ def _currency(request: web.Request, requested: str | None) -> str:
 def _ensure_changeable(basket: Row) -> None:
     if basket["order_id"] is not None:
         raise ApiError(403, domain.MSG_BASKET_USED)
+
+
+async def _locked_basket(conn: asyncpg.Connection, basket_id: str) -> Row:
+    """The basket named in the path, locked; 404 for an unknown one, 403 for a used one."""
+    basket = await queries.lock_basket(conn, basket_id)
+    if basket is None:
+        raise NotFound()
+    _ensure_changeable(basket)
+    return basket
+
+
+def _merged_meta(current: dict, key: str, value: object) -> dict:
+    try:
+        return META.validate_python(current | {key: value})
+    except ValidationError as exc:
+        messages = [error["msg"].removeprefix("Value error, ") for error in exc.errors(include_url=False)]
+        raise ValidationFailed({"meta": messages}) from exc
 
 
 async def _basket_from_body(conn: asyncpg.Connection, basket_id: str) -> Row:

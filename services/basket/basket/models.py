@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from basket.domain import MAX_QUANTITY, Backorder
+from shared.http import Meta
 
 
 def _integer(value: Any) -> Any:
@@ -26,7 +27,6 @@ Sku = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")
 # Up to 9,999,999.99: any basket's total in minor units stays far below 2**53, where the wire's
 # JSON numbers stop being exact.
 Price = Annotated[Decimal, Field(ge=0, max_digits=9, decimal_places=2)]
-Meta = dict[str, Any]
 
 
 class Body(BaseModel):
@@ -126,3 +126,24 @@ class LineRef(Body):
 
 class DeleteLines(Body):
     lines: list[LineRef] = Field(min_length=1, max_length=200)
+
+
+def _present(value: Any) -> Any:
+    # Upstream's `required`: a key set to null is not a value (and would read as absent).
+    if value is None:
+        raise ValueError("The value field is required.")
+    return value
+
+
+class BasketMeta(Body):
+    """Upstream's body: one key set (or replaced) in the basket's meta, the others kept."""
+
+    key: str = Field(min_length=1, max_length=255)
+    value: Annotated[Any, BeforeValidator(_present)] = Field(description="Any JSON value but null")
+
+
+class UpdateBasket(Body):
+    # Optional: GetCandy's published client sends this request without a body (no change).
+    currency: str | None = Field(
+        default=None, max_length=3, description="ISO 4217; only the basket's own currency for now"
+    )

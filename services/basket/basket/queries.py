@@ -277,3 +277,18 @@ async def delete_lines(conn: asyncpg.Connection, basket_id: str, line_ids: list[
 
 async def delete_all_lines(conn: asyncpg.Connection, basket_id: str) -> None:
     await conn.execute("DELETE FROM basket_lines WHERE basket_id = $1", basket_id)
+
+
+async def checkout_in_flight(conn: asyncpg.Connection, basket_id: str) -> bool:
+    """Whether a checkout of the basket holds stock (an active reservation): its order is in flight."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM stock_reservations WHERE basket_id = $1 AND status = 'active')", basket_id
+    )
+
+
+async def delete_basket(conn: asyncpg.Connection, basket_id: str, version: int) -> bool:
+    """Compare-and-set on the version read under the lock; its lines go with it (ON DELETE CASCADE)."""
+    deleted = await conn.fetchval(
+        "DELETE FROM baskets WHERE id = $1 AND version = $2 AND order_id IS NULL RETURNING id", basket_id, version
+    )
+    return deleted is not None

@@ -126,6 +126,17 @@ class BasketResponse(BaseModel):
     data: BasketOut
 
 
+class Success(BaseModel):
+    http_code: int
+    message: str | None
+
+
+class SuccessResponse(BaseModel):
+    """Upstream's answer to a delete: `{"success": {"http_code": 200, "message": null}}`."""
+
+    success: Success
+
+
 ProductOut.model_rebuild()
 
 

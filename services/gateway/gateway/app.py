@@ -51,9 +51,15 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[runtime.SETTINGS] = settings
     app.cleanup_ctx.append(upstream_client(settings))
     # One pool per service, shared by its routes: what one request learns about an instance
-    # being down, the next one (any route) uses.
+    # being down, the next one (any route) uses; its in-flight limit counts every route's requests.
     pools = {
-        service: UpstreamPool(service, settings.upstreams(service), settings.upstream_down_for)
+        service: UpstreamPool(
+            service,
+            settings.upstreams(service),
+            settings.upstream_down_for,
+            max_in_flight=settings.upstream_max_in_flight,
+            admission_wait=settings.upstream_admission_wait,
+        )
         for service in UPSTREAM_SERVICES
     }
     # The route table comes from the same read of the checked-in document as the one served.

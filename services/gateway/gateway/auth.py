@@ -1,5 +1,12 @@
-"""Admin credentials: a bearer JWT (HS256) with the role claim `admin`, verified here only; the
-services get the verified identity signed (`shared.identity`)."""
+"""Credentials, verified here only; the services get the verified identity signed
+(`shared.identity`).
+
+- Admin operations: a bearer JWT (HS256, `admin_jwt_secret`) with the role claim `admin`.
+- A signed-in customer's operations: the access token the customers service issued at
+  `POST /oauth/token` (HS256, `customer_token_secret`, its own issuer and audience), passed on as
+  `{"sub": <customer id>, "roles": ["customer"]}`. Each kind of token has its own key, so that
+  neither can pass for the other.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,32 @@ import jwt
 from aiohttp import web
 
 from gateway.settings import GatewaySettings
-from shared.http import ApiError
-from shared.identity import signed_identity_headers
+from shared.http import ApiError, is_id
+from shared.identity import CUSTOMER_ROLE, CUSTOMER_TOKEN_AUDIENCE, CUSTOMER_TOKEN_ISSUER, signed_identity_headers
+
+# Clock skew allowed between the customers service, which issues the tokens, and the gateway.
+CUSTOMER_TOKEN_LEEWAY = 5
+INVALID_TOKEN = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def _bearer(request: web.Request, realm: str) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+    return token.strip()
 
 
 def verify_admin(request: web.Request, settings: GatewaySettings) -> dict[str, Any]:
     """Missing or bad token: 401; a valid token without the admin role: 403."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, headers={"WWW-Authenticate": 'Bearer realm="admin"'})
+    token = _bearer(request, "admin")
     required = ["exp", "iat", "sub"]
     if settings.environment == "production":
         # Production refuses to start without both settings; tokens must carry both claims.
         required += ["iss", "aud"]
     try:
         claims = jwt.decode(
-            token.strip(),
+            token,
             settings.admin_jwt_secret,
             algorithms=["HS256"],
             issuer=settings.admin_jwt_issuer,
@@ -34,19 +50,41 @@ def verify_admin(request: web.Request, settings: GatewaySettings) -> dict[str, A
             leeway=settings.admin_jwt_leeway,
             options={"require": required, "verify_aud": settings.admin_jwt_audience is not None},
         )
-        _check_lifetime(claims, settings)
+        _check_lifetime(claims, settings.admin_jwt_max_lifetime)
     except jwt.PyJWTError as exc:
-        raise ApiError(401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
+        raise ApiError(401, headers=INVALID_TOKEN) from exc
     roles = _roles(claims)
     if "admin" not in roles:
         raise ApiError(403)
     return {"sub": str(claims["sub"]), "roles": roles}
 
 
-def _check_lifetime(claims: dict[str, Any], settings: GatewaySettings) -> None:
-    """`exp - iat` at most `admin_jwt_max_lifetime`: a stolen long-lived token is not an admin
-    forever. (PyJWT has checked both are integers and `iat` is not in the future.)"""
-    if int(claims["exp"]) - int(claims["iat"]) > settings.admin_jwt_max_lifetime:
+def verify_customer(request: web.Request, settings: GatewaySettings) -> dict[str, Any]:
+    """Missing or bad access token (expired, another key, issuer or audience, living longer than
+    allowed, a subject that is not an id): 401, and the client refreshes or signs in again."""
+    token = _bearer(request, "customer")
+    try:
+        claims = jwt.decode(
+            token,
+            settings.customer_token_secret,
+            algorithms=["HS256"],
+            issuer=CUSTOMER_TOKEN_ISSUER,
+            audience=CUSTOMER_TOKEN_AUDIENCE,
+            leeway=CUSTOMER_TOKEN_LEEWAY,
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+        _check_lifetime(claims, settings.customer_token_max_lifetime)
+        if not isinstance(claims["sub"], str) or not is_id(claims["sub"]):
+            raise jwt.InvalidTokenError("The subject is not a customer id")
+    except jwt.PyJWTError as exc:
+        raise ApiError(401, headers=INVALID_TOKEN) from exc
+    return {"sub": claims["sub"], "roles": [CUSTOMER_ROLE]}
+
+
+def _check_lifetime(claims: dict[str, Any], max_lifetime: int) -> None:
+    """`exp - iat` at most `max_lifetime`: a stolen long-lived token does not work for ever.
+    (PyJWT has checked both are integers and `iat` is not in the future.)"""
+    if int(claims["exp"]) - int(claims["iat"]) > max_lifetime:
         raise jwt.InvalidTokenError("The token lives longer than allowed")
 
 

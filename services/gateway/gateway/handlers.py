@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.auth import identity_header, verify_admin
+from gateway.auth import identity_header, verify_admin, verify_customer
 from gateway.edge import CLIENT
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
@@ -93,6 +93,8 @@ def forwarder(
         headers = without(request.headers, STRIPPED_REQUEST)
         if route.admin:
             headers.update(identity_header(verify_admin(request, settings), settings))
+        elif route.customer:
+            headers.update(identity_header(verify_customer(request, settings), settings))
         headers[REQUEST_ID_HEADER] = request_id(request)
         headers["X-Forwarded-For"] = request.get(CLIENT) or request.remote or ""
         # One deadline for the whole request, receiving the body and failovers included: the
@@ -122,7 +124,9 @@ def forwarder(
             if remaining <= 0:
                 break
             try:
-                async with asyncio.timeout(remaining):
+                # A slot of the service's in-flight limit for this exchange (the body is in hand):
+                # all taken past a short wait, a 503 at once (`upstreams.Busy`).
+                async with asyncio.timeout(remaining), pool.in_flight:
                     answer = await request.app[UPSTREAM].request(
                         instance.url,
                         request.method,

@@ -4,7 +4,7 @@ Generation is a development step: `python -m gateway.openapi` imports each servi
 `<service>/routes.py` (`OPERATIONS`, a list of `shared.operations.Operation`: the same handlers
 and pydantic models the service registers and validates with) and writes `gateway/openapi.json`,
 which is checked in. Each operation records the gateway's facts about it as `x-commerce-*` keys
-(owning service, admin, timeout, repeatable): the gateway builds its route table from the document
+(owning service, admin, customer, timeout, repeatable): the gateway builds its route table from the document
 (`gateway/routes.py`) and never imports a service package at run time. A test regenerates the
 document and fails on any difference, so neither the document nor the gateway can drift from the
 services.
@@ -35,12 +35,12 @@ from gateway.openapi_components import (
     shared_parameters,
 )
 from gateway.routes import DOCUMENT_PATH, METHODS, OPENAPI_PATH, DocumentError, path_order
-from shared.http import BODY_METHODS, ID_PATTERN, MAX_JSON_DEPTH
+from shared.http import BODY_METHODS, MAX_JSON_DEPTH
 from shared.operations import PREFIX, Link, Operation
 
 __all__ = ["DOCUMENT_PATH", "DocumentError", "build_document", "load_operations", "main", "render"]
 
-SERVICES = ("basket", "orders", "shipping", "payments")
+SERVICES = ("basket", "orders", "shipping", "payments", "customers")
 
 Operations = Mapping[str, Sequence[Operation]]  # service name -> its OPERATIONS
 
@@ -57,6 +57,8 @@ Headless commerce API, wire-compatible with the GetCandy 0.x storefront API.
   an order already processed, has the error body).
 * Ids are opaque lower-case strings; an unknown or malformed id in a path is a 404.
 * Admin operations need `Authorization: Bearer <token>` (a JWT with the role `admin`).
+* A signed-in customer's operations need `Authorization: Bearer <access token>`, the access token
+  `POST /oauth/token` answers (a password grant signs in, a refresh grant renews it).
 * Every POST accepts an `Idempotency-Key` header: a replay with the same key and body returns the
   first response; the same key with another body is a 422; a replay while the first request is
   still running is a 409.
@@ -64,7 +66,9 @@ Headless commerce API, wire-compatible with the GetCandy 0.x storefront API.
 """ + (
     f"* Bodies (POST, PUT, DELETE) are JSON objects in UTF-8, nested at most {MAX_JSON_DEPTH} levels; a\n"
     "  duplicated key takes its last value. `Content-Encoding` may be `gzip` or `deflate`, any other is\n"
-    "  a 415. A GET's body is ignored.\n"
+    "  a 415. A GET's body is ignored. A form (`application/x-www-form-urlencoded`, flat fields, the\n"
+    "  last of a repeated one) is taken as the object of its fields: OAuth2 clients send their token\n"
+    "  requests so.\n"
 )
 
 TAGS = {
@@ -72,6 +76,7 @@ TAGS = {
     "orders": "Orders, addresses, contact, checkout",
     "shipping": "Shipping zones, methods, prices and shipments",
     "payments": "Payment providers, types and transactions",
+    "customers": "Customer accounts, sign-in and address books",
     "meta": "This document",
 }
 
@@ -189,6 +194,8 @@ def _error_codes(op: Operation) -> list[int]:
         codes.add(404)
     if op.admin:
         codes.update((401, 403))
+    if op.customer:
+        codes.add(401)
     if op.method in BODY_METHODS or op.request is not None:
         # Every body is checked, even where the operation takes none (shared.http.body_middleware):
         # 400 not JSON, not UTF-8, nested too deeply or an encoding that does not decode; 408 not
@@ -233,17 +240,25 @@ def _operation(
     doc["responses"] = responses
     if op.admin:
         doc["security"] = [{"bearerAuth": []}]
+    if op.customer:
+        doc["security"] = [{"customerAuth": []}]
     # What the gateway needs to route it (read back by gateway/routes.py).
     doc["x-commerce-service"] = service
     doc["x-commerce-admin"] = op.admin
+    doc["x-commerce-customer"] = op.customer
     if op.timeout is not None:
         doc["x-commerce-timeout"] = op.timeout
     doc["x-commerce-repeatable"] = op.repeatable
     return doc
 
 
+# A path parameter other than an id names a thing by its handle (`/payments/providers/{handle}`:
+# "sandbox", "offline"), shorter than an id can be; an unknown one is a 404 all the same.
+HANDLE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
 def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": ID_PATTERN.pattern}}
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": HANDLE_PATTERN}}
 
 
 def _query_parameters(ref: dict[str, Any], components: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The parts of the OpenAPI document every operation shares: the GetCandy error body and its
-responses, the path id and Idempotency-Key parameters, the admin security scheme."""
+responses, the path id and Idempotency-Key parameters, the admin and customer security schemes."""
 
 from __future__ import annotations
 
@@ -104,5 +104,11 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "bearerFormat": "JWT",
         "description": "An HS256 JWT with `roles` holding `admin` (`python -m gateway token`).",
-    }
+    },
+    "customerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A signed-in customer's access token, as `POST /oauth/token` answers it.",
+    },
 }

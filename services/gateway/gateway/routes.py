@@ -32,6 +32,8 @@ class Route:
     # A POST whose repeat has the effect of one call even without an Idempotency-Key: the gateway
     # may send it again when its connection was lost before any answer (see handlers.repeatable).
     repeatable: bool = False
+    # A signed-in customer's: the customer's access token is verified and passed on as the identity.
+    customer: bool = False
 
 
 def path_order(path: str) -> tuple[tuple[bool, str], ...]:
@@ -65,6 +67,7 @@ def routes_from(document: Mapping[str, Any]) -> tuple[Route, ...]:
                     path=path,
                     service=op["x-commerce-service"],
                     admin=op.get("x-commerce-admin", False),
+                    customer=op.get("x-commerce-customer", False),
                     timeout=op.get("x-commerce-timeout"),
                     summary=op.get("summary", ""),
                     repeatable=op.get("x-commerce-repeatable", False),

@@ -1,17 +1,63 @@
-"""The instances of one upstream service: round-robin over those up, a short penalty for those down.
+"""The instances of one upstream service: round-robin over those up, a short penalty for those down,
+and a limit on the requests in flight to the service.
 
 Health is passive: an instance is marked down when a connection to it cannot be made (refused,
 reset during the handshake, connect timeout) and is skipped for `down_for` seconds. No probe
 traffic, and no state shared between gateway replicas: each learns on its own from its own
 failures, at the cost of one quick failover per replica and penalty window.
+
+In flight: each service has its own slots (`InFlight`). A service that slows down fills its own
+and its excess is refused at once (503, `Retry-After`); the gateway's connections, memory and the
+other services' requests are untouched by it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from shared.http import ApiError
+from shared.metrics import COUNTERS
+
+COUNTERS.describe("upstream_busy_total", "requests refused because their service had every in-flight slot taken")
+
+
+class Busy(ApiError):
+    """Every in-flight slot of the service stayed taken for the whole admission wait."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(503, f"The {service} service is busy; please retry", headers={"Retry-After": "1"})
+
+
+class InFlight:
+    """At most `limit` requests in flight to one service (`async with`, around each exchange).
+
+    A request finding every slot taken waits at most `wait` seconds for one (a burst that clears
+    at once still goes through), then is refused with `Busy`: a queue without bound in front of a
+    slow service only turns its slowness into everyone's timeouts.
+    """
+
+    def __init__(self, service: str, limit: int, wait: float) -> None:
+        self.service = service
+        self._slots = asyncio.Semaphore(limit)
+        self._wait = wait
+
+    async def __aenter__(self) -> None:
+        if not self._slots.locked():  # the usual case: a free slot, taken without waiting
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            COUNTERS.inc("upstream_busy_total")
+            raise Busy(self.service) from None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._slots.release()
 
 
 @dataclass
@@ -25,13 +71,22 @@ class Instance:
 
 class UpstreamPool:
     def __init__(
-        self, service: str, urls: tuple[str, ...], down_for: float, clock: Callable[[], float] = time.monotonic
+        self,
+        service: str,
+        urls: tuple[str, ...],
+        down_for: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_in_flight: int,
+        admission_wait: float,
     ):
         if not urls:
             raise ValueError(f"{service}: no upstream instance")
         self.service = service
         self.instances = [Instance(url) for url in urls]
         self.down_for = down_for
+        # One limit for the service, whatever its number of instances.
+        self.in_flight = InFlight(service, max_in_flight, admission_wait)
         self._clock = clock
         self._turn = itertools.count()
 

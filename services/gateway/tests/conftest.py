@@ -14,7 +14,7 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from shared import http
 
-UPSTREAMS = ("basket", "orders", "shipping", "payments")
+UPSTREAMS = ("basket", "orders", "shipping", "payments", "customers")
 
 
 def echo_app() -> web.Application:

@@ -170,6 +170,7 @@ PRODUCTION = {
     "admin_jwt_issuer": "https://id.example.com",
     "admin_jwt_audience": "commerce-admin",
     "identity_signing_key": secrets.token_urlsafe(48),
+    "customer_token_secret": secrets.token_urlsafe(48),
 }
 
 

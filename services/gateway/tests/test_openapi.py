@@ -62,7 +62,18 @@ async def test_every_service_operation_is_served_by_the_gateway_and_routed_to_it
             assert match.http_exception is None, (service, op.method, op.path)
             assert match.route.resource.canonical == PREFIX + op.path, (service, op.method, op.path)
             assert match.route.handler.__name__ == f"forward_{service}", (service, op.method, op.path)
-            expected.add(Route(op.method, op.path, service, op.admin, op.timeout, op.summary, repeatable=op.repeatable))
+            expected.add(
+                Route(
+                    op.method,
+                    op.path,
+                    service,
+                    op.admin,
+                    op.timeout,
+                    op.summary,
+                    repeatable=op.repeatable,
+                    customer=op.customer,
+                )
+            )
     # What the gateway knows of each operation is exactly what its service declared.
     assert set(load_routes()) == expected
 
@@ -144,17 +155,21 @@ def test_the_gateways_facts_are_recorded_per_operation(document):
 
 
 def test_admin_operations_require_a_bearer_token_and_storefront_ones_do_not(document):
-    assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "JWT",
-        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
-    }
+    for scheme in ("bearerAuth", "customerAuth"):
+        assert document["components"]["securitySchemes"][scheme] == {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": document["components"]["securitySchemes"][scheme]["description"],
+        }
     for route in load_routes():
         op = document["paths"][route.path][route.method.lower()]
         if route.admin:
             assert op["security"] == [{"bearerAuth": []}], route
             assert {"401", "403"} <= set(op["responses"]), route
+        elif route.customer:
+            assert op["security"] == [{"customerAuth": []}], route
+            assert "401" in op["responses"], route
         else:
             assert "security" not in op, route
             assert "401" not in op["responses"], route

@@ -123,7 +123,9 @@ def test_a_malformed_instance_list_is_refused(value):
 
 def test_the_pool_takes_turns_over_instances_up_and_tries_those_down_last():
     now = 100.0
-    pool = UpstreamPool("orders", ("http://a", "http://b", "http://c"), down_for=5.0, clock=lambda: now)
+    pool = UpstreamPool(
+        "orders", ("http://a", "http://b", "http://c"), 5.0, lambda: now, max_in_flight=10, admission_wait=0.1
+    )
     order = lambda: [i.url[-1] for i in pool.candidates()]  # noqa: E731
     assert [order() for _ in range(4)] == [list("abc"), list("bca"), list("cab"), list("abc")]
 

@@ -1,6 +1,7 @@
 """What an admin does with orders: list them, set a status or tracking number by hand, expire
 an unplaced order. Each change locks the order, checks it against `domain`'s admin table and
-announces the status it set."""
+announces the status it set; moving an unpaid (offline) order to the paid status is announced as
+marking it paid, which is what lets shipping open its shipment."""
 
 from __future__ import annotations
 
@@ -65,7 +66,11 @@ async def update_order(request: web.Request) -> web.Response:
             )
             uow.emit(
                 OrderStatusChanged(
-                    order_id=order_id, from_status=current, to_status=target, tracking_no=body.tracking_no
+                    order_id=order_id,
+                    from_status=current,
+                    to_status=target,
+                    tracking_no=body.tracking_no,
+                    marks_paid=domain.marks_paid(current, target),
                 )
             )
         elif body.tracking_no is not None:

@@ -286,6 +286,7 @@ async def place(uow: UnitOfWork, event: PaymentCaptured, reference_prefix: str) 
             shipping_method=checkout["shipping_method"],
             shipping_price_id=checkout["shipping_price_id"],
             placed_at=placed_at,
+            paid=event.paid,
         )
     )
 

@@ -9,19 +9,19 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from orders import domain, edits, queries, shipping, views
+from orders import countries, domain, edits, queries, shipping, views
 from orders.models import AddressIn, ContactIn
 from shared import http, runtime
 from shared.http import ValidationFailed
 from shared.uow import Conflict, retry_on_conflict
 
 
-def _address(body: AddressIn) -> dict[str, Any]:
+async def _address(request: web.Request, body: AddressIn) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     if not body.county and not body.state:
         errors["county"] = ["The county field is required when state is not present."]
     code = domain.country_code(body.country)
-    if code is None:
+    if code is None or not await countries.is_enabled(request, code):
         errors["country"] = ["The selected country is invalid."]
     if errors:
         raise ValidationFailed(errors)
@@ -37,7 +37,7 @@ def _requote_basis(order: asyncpg.Record) -> object:
 
 async def put_shipping_address(request: web.Request) -> web.Response:
     order_id = http.path_id(request)
-    address = _address(await http.read_json(request, AddressIn))
+    address = await _address(request, await http.read_json(request, AddressIn))
 
     async def change() -> asyncpg.Record:
         order = await edits.read_editable(request, order_id)
@@ -71,7 +71,7 @@ async def _put_detail(request: web.Request, order_id: str, kind: str, value: dic
 
 async def put_billing_address(request: web.Request) -> web.Response:
     order_id = http.path_id(request)
-    address = _address(await http.read_json(request, AddressIn))
+    address = await _address(request, await http.read_json(request, AddressIn))
     return await _put_detail(request, order_id, "billing", address)
 
 

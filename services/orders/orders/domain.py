@@ -7,7 +7,10 @@ Amounts are integer minor units.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +39,10 @@ AFTER_PLACED = frozenset({DISPATCHED, VOIDED, REFUNDED})
 RESERVED = UNPLACED | AFTER_PLACED
 KNOWN_SUCCESS = frozenset({PAYMENT_RECEIVED, OFFLINE_PAYMENT})
 STATUSES = tuple(sorted(RESERVED | KNOWN_SUCCESS))
+# Success statuses that do not mean the money was received (the offline type's: a promise to
+# pay). The order is placed, but shipping holds its shipment until an admin moves the order to
+# PAYMENT_RECEIVED, the paid status; no change makes a paid order unpaid again.
+UNPAID = frozenset({OFFLINE_PAYMENT})
 
 # Orders whose lines, addresses and shipping may still change.
 EDITABLE = frozenset({AWAITING_PAYMENT, FAILED})
@@ -62,16 +69,20 @@ def success_status(value: str | None) -> str:
 
 
 def _class(status: str) -> str:
+    if status in UNPAID:
+        return "unpaid"
     return "placed" if is_success(status) else status
 
 
 # The whole machine: from (a status class) -> the status classes it may move to. "placed" is
-# any payment type's success status.
+# any payment type's success status but an UNPAID one, "unpaid" one of those. Shipping's and
+# payments' facts (dispatched, refunded, voided) are followed from either.
 TRANSITIONS: dict[str, frozenset[str]] = {
     AWAITING_PAYMENT: frozenset({PAYMENT_PROCESSING, EXPIRED}),
     FAILED: frozenset({PAYMENT_PROCESSING, EXPIRED}),
-    PAYMENT_PROCESSING: frozenset({FAILED, "placed"}),
+    PAYMENT_PROCESSING: frozenset({FAILED, "placed", "unpaid"}),
     "placed": frozenset({DISPATCHED, REFUNDED, VOIDED, "placed"}),
+    "unpaid": frozenset({DISPATCHED, REFUNDED, VOIDED, "placed"}),
     DISPATCHED: frozenset({REFUNDED, VOIDED}),
     EXPIRED: frozenset(),
     VOIDED: frozenset(),
@@ -79,11 +90,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 # What an admin may do by hand (`PUT /orders/{id}`): money-bearing moves (processing, placing,
-# refunding, voiding) belong to the saga and to payments, never to a hand-set status.
+# refunding, voiding) belong to the saga and to payments, never to a hand-set status. An unpaid
+# order may only be marked paid: it is not dispatched before.
 ADMIN_TRANSITIONS: dict[str, frozenset[str]] = {
     AWAITING_PAYMENT: frozenset({EXPIRED}),
     FAILED: frozenset({EXPIRED}),
     "placed": frozenset({DISPATCHED, "placed"}),
+    "unpaid": frozenset({"placed"}),
 }
 
 
@@ -113,6 +126,13 @@ def admin_transition(current: str, target: str) -> str:
     if target not in STATUSES or not can_transition(current, target, ADMIN_TRANSITIONS):
         raise TransitionRefused(current, target)
     return target
+
+
+def marks_paid(current: str, target: str) -> bool:
+    """Whether a change records that a placed order's money was received: the move to the paid
+    status (from offline-payment, or from any success status a payment type may have used for an
+    order it did not take the money for). Shipping opens the shipment it held when it sees one."""
+    return target == PAYMENT_RECEIVED and current != target and is_success(current)
 
 
 class NotEditable(Exception):
@@ -239,6 +259,43 @@ def country_name(code: str | None) -> str | None:
         return None
     country = pycountry.countries.get(alpha_2=code)
     return country.name if country else code
+
+
+@dataclass(frozen=True)
+class Country:
+    """An ISO 3166 country as `GET /countries` shows it (the flags are the admin's, kept apart)."""
+
+    id: str
+    alpha_2: str
+    alpha_3: str
+    numeric: str
+    name: str
+
+
+def country_id(alpha_2: str) -> str:
+    """A country's public id: opaque like every id, and derived from its code, so that it is the
+    same on every installation and needs no row until an admin sets a flag."""
+    digest = hashlib.sha256(f"country:{alpha_2}".encode()).digest()
+    return base64.b32encode(digest[:15]).decode().lower()
+
+
+def _sort_key(name: str) -> str:
+    # Accents aside, so that the Åland Islands come among the A's, not after Zimbabwe.
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().casefold()
+
+
+# The list comes from pycountry (maintained with ISO 3166), by name; a new release's countries
+# appear with the default flags.
+COUNTRIES = tuple(
+    sorted(
+        (Country(country_id(c.alpha_2), c.alpha_2, c.alpha_3, c.numeric, c.name) for c in pycountry.countries),
+        key=lambda country: _sort_key(country.name),
+    )
+)
+COUNTRIES_BY_ID = {country.id: country for country in COUNTRIES}
+# A country no admin has set is enabled (addresses may use it) and not preferred, as upstream.
+ENABLED_BY_DEFAULT = True
+PREFERRED_BY_DEFAULT = False
 
 
 ADDRESS_FIELDS = (

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from shared.http import Meta
+
 # Upstream limits (names 20, address 40, zip 8) were too tight for real addresses.
 NAME = 100
 ZIP = 20
@@ -69,7 +71,7 @@ class ProcessIn(_In):
     notes: str | None = Field(default=None, max_length=2000)
     customer_reference: str | None = Field(default=None, max_length=NAME)
     company_name: str | None = Field(default=None, max_length=NAME)
-    meta: dict[str, Any] | list[Any] | None = None
+    meta: Meta | None = None
     data: dict[str, Any] | None = None
 
 
@@ -82,3 +84,18 @@ class ListOrdersQuery(_In):
     date_to: date | None = Field(default=None, alias="to", description="Placed (or created) on or before")
     placed: bool = Field(default=True, description="Only placed orders (ignored when `status` is given)")
     include: str | None = None
+
+
+class CountriesQuery(_In):
+    """Upstream's: 50 a page unless `paginate=false`; enabled countries unless `show_disabled`."""
+
+    page: int = Field(default=1, ge=1, le=100_000)
+    per_page: int = Field(default=50, ge=1, le=200)
+    paginate: bool = True
+    show_disabled: bool = False
+    only_preferred: bool = False
+
+
+class CountryIn(_In):
+    enabled: bool | None = Field(default=None, description="Addresses may name it (null: unchanged)")
+    preferred: bool | None = Field(default=None, description="Listed with `only_preferred` (null: unchanged)")

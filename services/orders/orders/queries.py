@@ -398,3 +398,90 @@ async def get_lines_for(conn: Conn, order_ids: Sequence[str]) -> list[asyncpg.Re
         f"SELECT {LINE_COLUMNS} FROM order_lines WHERE order_id = ANY($1::text[]) ORDER BY is_shipping, position, id",
         list(order_ids),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Order types and countries
+
+
+async def placed_order_types(conn: Conn, limit: int) -> list[str]:
+    """The distinct types of placed orders, in order: one index probe per type (a skip scan on
+    `orders_placed_type`), however many orders there are."""
+    return [
+        row["type"]
+        for row in await conn.fetch(
+            """
+            WITH RECURSIVE types AS (
+                (SELECT type FROM orders WHERE placed_at IS NOT NULL AND type IS NOT NULL ORDER BY type LIMIT 1)
+                UNION ALL
+                SELECT (SELECT o.type FROM orders o WHERE o.placed_at IS NOT NULL AND o.type > t.type
+                        ORDER BY o.type LIMIT 1)
+                FROM types t WHERE t.type IS NOT NULL
+            )
+            SELECT type FROM types WHERE type IS NOT NULL LIMIT $1
+            """,
+            limit,
+        )
+    ]
+
+
+COUNTRY_COLUMNS = "alpha_2, enabled, preferred"
+
+
+async def country_flags(conn: Conn) -> dict[str, asyncpg.Record]:
+    """The flags an admin has set, by alpha-2 code (a country without a row has the defaults)."""
+    return {row["alpha_2"]: row for row in await conn.fetch(f"SELECT {COUNTRY_COLUMNS} FROM countries")}
+
+
+async def country_flags_of(conn: Conn, alpha_2: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {COUNTRY_COLUMNS} FROM countries WHERE alpha_2 = $1", alpha_2)
+
+
+async def set_country_flags(
+    conn: asyncpg.Connection, alpha_2: str, enabled: bool | None, preferred: bool | None
+) -> asyncpg.Record:
+    """Sets the flags given (None: unchanged; a country without a row starts from the defaults) in
+    one statement, so that concurrent changes of different flags are all kept."""
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO countries AS c (alpha_2, enabled, preferred)
+        VALUES ($1, coalesce($2::boolean, $4::boolean), coalesce($3::boolean, $5::boolean))
+        ON CONFLICT (alpha_2) DO UPDATE SET enabled = coalesce($2, c.enabled), preferred = coalesce($3, c.preferred),
+            updated_at = now()
+        RETURNING {COUNTRY_COLUMNS}
+        """,
+        alpha_2,
+        enabled,
+        preferred,
+        domain.ENABLED_BY_DEFAULT,
+        domain.PREFERRED_BY_DEFAULT,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Invoices
+
+
+async def get_invoice_document(conn: Conn, order_id: str) -> bytes | None:
+    return await conn.fetchval("SELECT document FROM invoices WHERE order_id = $1", order_id)
+
+
+async def issue_invoice(conn: Conn, order_id: str, reference: str, document: bytes) -> bytes:
+    """Keeps the first document issued for the order and returns it (a concurrent first request
+    may have issued its own a moment before: then that one is the invoice)."""
+    return await conn.fetchval(
+        """
+        WITH issued AS (
+            INSERT INTO invoices (order_id, reference, document) VALUES ($1, $2, $3)
+            ON CONFLICT (order_id) DO NOTHING
+            RETURNING document
+        )
+        SELECT document FROM issued
+        UNION ALL
+        SELECT document FROM invoices WHERE order_id = $1
+        LIMIT 1
+        """,
+        order_id,
+        reference,
+        document,
+    )

@@ -3,9 +3,27 @@ routes, the gateway's route table and the OpenAPI document are built from."""
 
 from __future__ import annotations
 
-from orders import admin, basket_orders, checkout, details, shipping
-from orders.models import AddressIn, ContactIn, CreateOrderIn, ListOrdersQuery, ProcessIn, ShippingCostIn, UpdateOrderIn
-from orders.views import OrderEnvelope, OrderList, ShippingPriceList
+from orders import admin, basket_orders, checkout, countries, details, invoices, order_types, shipping
+from orders.invoices import InvoiceEnvelope
+from orders.models import (
+    AddressIn,
+    ContactIn,
+    CountriesQuery,
+    CountryIn,
+    CreateOrderIn,
+    ListOrdersQuery,
+    ProcessIn,
+    ShippingCostIn,
+    UpdateOrderIn,
+)
+from orders.views import (
+    CountryCollection,
+    CountryResponse,
+    OrderEnvelope,
+    OrderList,
+    OrderTypeList,
+    ShippingPriceList,
+)
 from shared.operations import Link, Operation
 
 # The checkout, as links (see `shared.operations.Link`): an order leads to its details, its shipping
@@ -70,7 +88,28 @@ OPERATIONS: list[Operation] = [
         response=OrderList,
         errors=(401, 403, 422),
     ),
+    # Before /orders/{id}: the literal segment is never read as an order id.
+    Operation(
+        "GET",
+        "/orders/types",
+        order_types.list_order_types,
+        "The types of placed orders",
+        response=OrderTypeList,
+        description="The distinct types of placed orders (`{label}`), at most 100, in order.",
+    ),
     Operation("GET", "/orders/{id}", basket_orders.get_order, "An order", response=OrderEnvelope, errors=(404,)),
+    Operation(
+        "GET",
+        "/orders/{id}/invoice",
+        invoices.get_invoice,
+        "A placed order's invoice (PDF)",
+        response=InvoiceEnvelope,
+        errors=(404,),
+        description=(
+            "The invoice as upstream sent it, a base64 PDF in `data.content`; with `Accept: application/pdf` "
+            "the PDF itself. 404 for an order that is not placed."
+        ),
+    ),
     Operation(
         "PUT",
         "/orders/{id}",
@@ -145,5 +184,26 @@ OPERATIONS: list[Operation] = [
         response=OrderEnvelope,
         errors=(403, 404, 409, 422, 503),
         links=NEXT_STEPS,
+    ),
+    # Countries: the addresses of orders name one.
+    Operation(
+        "GET",
+        "/countries",
+        countries.list_countries,
+        "Countries (ISO 3166), enabled ones unless show_disabled",
+        query=CountriesQuery,
+        response=CountryCollection,
+        errors=(422,),
+    ),
+    Operation("GET", "/countries/{id}", countries.get_country, "A country", response=CountryResponse, errors=(404,)),
+    Operation(
+        "PUT",
+        "/countries/{id}",
+        countries.update_country,
+        "Enable or disable a country, mark it preferred",
+        admin=True,
+        request=CountryIn,
+        response=CountryResponse,
+        errors=(401, 403, 404, 422),
     ),
 ]

@@ -20,3 +20,12 @@ class OrdersSettings(ServiceSettings):
     # out here: only payments knows whether money moved, and its answer always arrives.
     stock_reservation_timeout: float = 120.0
     attempt_sweep_interval: float = 10.0
+
+    # The seller block of invoices (`GET /orders/{id}/invoice`): the shop's legal name, postal
+    # address (lines separated by "\n") and VAT number.
+    seller_name: str = "Demo Store Ltd"
+    seller_address: str = "1 Example Street\nLondon\nEC1A 1AA\nUnited Kingdom"
+    seller_vat_no: str = ""
+    # A TrueType font with the characters of any name a shopper types (Debian's fonts-dejavu-core,
+    # installed in the image). Without it, characters outside Latin-1 print as "?".
+    invoice_font: str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiohttp import web
@@ -121,6 +121,8 @@ class OrderOut(BaseModel):
     reference: str | None
     invoice_reference: str | None
     customer_reference: str | None
+    customer_name: str | None = Field(description="The billing first and last name, as upstream")
+    vat_no: str | None = Field(description="The billing VAT number, as upstream")
     type: str | None
     status: str
     currency: str
@@ -136,7 +138,7 @@ class OrderOut(BaseModel):
     billing_details: AddressOut
     shipping_details: ShippingDetailsOut
     notes: str | None
-    meta: dict[str, Any] | list[Any]
+    meta: dict[str, Any] | list[Any] = Field(description="`[]` when empty, as upstream (PHP's empty array)")
     placed_at: str | None
     dispatched_at: str | None
     created_at: str
@@ -178,14 +180,31 @@ class ShippingZoneRel(BaseModel):
     data: ShippingZoneOut
 
 
+# Upstream's dimension minimums were decimal columns, sent as strings with five places.
+Dimension = Annotated[str, Field(pattern=r"^\d+\.\d{5}$", examples=["0.00000"])]
+
+
+def dimension(value: int) -> str:
+    return f"{Decimal(value):.5f}"
+
+
 class ShippingPriceOut(BaseModel):
     id: str = Field(description="The shipping price id, to send to PUT /orders/{id}/shipping/cost")
     rate: int
     tax: int
     fixed: bool
     min_basket: int
-    min_weight: int
+    min_weight: Dimension = Field(description="In `weight_unit`")
     weight_unit: str
+    # No rule looks at the other dimensions: their minimums are zero, upstream's default.
+    min_height: Dimension
+    height_unit: str
+    min_width: Dimension
+    width_unit: str
+    min_depth: Dimension
+    depth_unit: str
+    min_volume: Dimension
+    volume_unit: str
     currency: str
     method: ShippingMethodRel
     zone: ShippingZoneRel
@@ -193,6 +212,37 @@ class ShippingPriceOut(BaseModel):
 
 class ShippingPriceList(BaseModel):
     data: list[ShippingPriceOut]
+
+
+class OrderTypeOut(BaseModel):
+    label: str
+
+
+class OrderTypeList(BaseModel):
+    data: list[OrderTypeOut]
+
+
+class CountryOut(BaseModel):
+    id: str
+    name: str
+    region: str | None = Field(description="Not known (ISO 3166 has no regions): null")
+    iso_a_2: str
+    iso_a_3: str
+    iso_numeric: str
+    preferred: bool
+    enabled: bool
+
+
+class CountryResponse(BaseModel):
+    data: CountryOut
+
+
+class CountryCollection(BaseModel):
+    """Paginated as upstream (`paginate=false`: every country, without `meta` and `links`)."""
+
+    data: list[CountryOut]
+    meta: PaginationMeta | None = None
+    links: PaginationLinks | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,12 +316,16 @@ def order_out(
     """The order, with the relations in `includes` that were read (`lines`, `transactions`)."""
     wanted = set(includes)
     contact = order["contact_details"] or {}
+    billing = domain.address_view(order["billing_details"])
+    name = " ".join(part for part in (billing["firstname"], billing["lastname"]) if part)
     out = OrderOut(
         id=order["id"],
         display_id=order["display_id"],
         reference=order["reference"],
         invoice_reference=order["invoice_reference"],
         customer_reference=order["customer_reference"],
+        customer_name=name or None,
+        vat_no=billing["vat_no"],
         type=order["type"],
         status=order["status"],
         currency=order["currency"],
@@ -284,14 +338,14 @@ def order_out(
         shipping_preference=order["shipping_preference"],
         tracking_no=order["tracking_no"],
         contact_details=ContactOut(email=contact.get("email"), phone=contact.get("phone")),
-        billing_details=AddressOut(**domain.address_view(order["billing_details"])),
+        billing_details=AddressOut(**billing),
         shipping_details=ShippingDetailsOut(
             **domain.address_view(order["shipping_details"]),
             method=order["shipping_method"],
             preference=order["shipping_preference"],
         ),
         notes=order["notes"],
-        meta=order["meta"] if order["meta"] is not None else {},
+        meta=order["meta"] or [],
         placed_at=wire_timestamp(order["placed_at"]),
         dispatched_at=wire_timestamp(order["dispatched_at"]),
         created_at=wire_timestamp(order["created_at"]),
@@ -353,8 +407,16 @@ def price_out(price: ShippingPriceView) -> ShippingPriceOut:
         tax=price.tax,
         fixed=price.fixed,
         min_basket=price.min_basket,
-        min_weight=price.min_weight,
+        min_weight=dimension(price.min_weight),
         weight_unit=price.weight_unit,
+        min_height=dimension(0),
+        height_unit="cm",
+        min_width=dimension(0),
+        width_unit="cm",
+        min_depth=dimension(0),
+        depth_unit="cm",
+        min_volume=dimension(0),
+        volume_unit="l",
         currency=price.currency,
         method=ShippingMethodRel(
             data=ShippingMethodOut(
@@ -362,4 +424,18 @@ def price_out(price: ShippingPriceView) -> ShippingPriceOut:
             )
         ),
         zone=ShippingZoneRel(data=ShippingZoneOut(id=price.zone.id, name=price.zone.name)),
+    )
+
+
+def country_out(country: domain.Country, flags: Mapping[str, Any] | None) -> CountryOut:
+    """`flags`: the admin's row for the country, None when no admin has set it (the defaults)."""
+    return CountryOut(
+        id=country.id,
+        name=country.name,
+        region=None,
+        iso_a_2=country.alpha_2,
+        iso_a_3=country.alpha_3,
+        iso_numeric=country.numeric,
+        preferred=flags["preferred"] if flags else domain.PREFERRED_BY_DEFAULT,
+        enabled=flags["enabled"] if flags else domain.ENABLED_BY_DEFAULT,
     )

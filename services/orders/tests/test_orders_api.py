@@ -305,8 +305,18 @@ async def test_shipping_methods_in_the_upstream_shape(client: Any, store: Store,
     assert (data[0]["fixed"], data[0]["min_basket"], data[0]["min_weight"], data[0]["weight_unit"]) == (
         True,
         0,
-        0,
+        "0.00000",
         "kg",
+    )
+    # Upstream's decimal columns: strings with five places, the dimensions it had beside weight too.
+    assert {key: data[0][key] for key in ("min_height", "min_width", "min_depth", "min_volume")} == dict.fromkeys(
+        ("min_height", "min_width", "min_depth", "min_volume"), "0.00000"
+    )
+    assert (data[0]["height_unit"], data[0]["width_unit"], data[0]["depth_unit"], data[0]["volume_unit"]) == (
+        "cm",
+        "cm",
+        "cm",
+        "l",
     )
     quote = shipping.requests[-1]
     assert (quote.order_id, quote.country, quote.zip, quote.sub_total, quote.weight_grams, quote.currency) == (

@@ -1,0 +1,84 @@
+"""The invoice's content (pure): tax per rate, the shipping line, addresses; and the PDF it prints."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import pypdf
+
+from orders.invoices import TaxBand, build_invoice, render_invoice
+from orders.settings import OrdersSettings
+
+
+def row(sku: str, quantity: int, unit: int, rate_bp: int, *, shipping: bool = False, discount: int = 0) -> dict:
+    net = quantity * unit - discount
+    return {
+        "description": sku,
+        "option": None,
+        "quantity": quantity,
+        "unit_price": unit,
+        "line_total": net,
+        "tax_total": net * rate_bp // 10_000,
+        "tax_rate": rate_bp,
+        "discount_total": discount,
+        "is_shipping": shipping,
+    }
+
+
+ADDRESS = {"firstname": "Zoë", "lastname": "Łukasiewicz", "address": "1 Rue", "city": "Paris", "country": "FR"}
+
+
+def order(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    sub = sum(line["line_total"] for line in lines if not line["is_shipping"])
+    delivery = sum(line["line_total"] for line in lines if line["is_shipping"])
+    tax = sum(line["tax_total"] for line in lines)
+    return {
+        "invoice_reference": "#INV-2026-12-0001",
+        "reference": "2026-12-0001",
+        "placed_at": datetime(2026, 12, 1, 10, tzinfo=UTC),
+        "currency": "GBP",
+        "billing_details": ADDRESS,
+        "shipping_details": ADDRESS,
+        "sub_total": sub,
+        "discount_total": sum(line["discount_total"] for line in lines),
+        "delivery_total": delivery,
+        "tax_total": tax,
+        "order_total": sub + delivery + tax,
+    }
+
+
+LINES = [
+    row("SHIRT", 2, 1250, 2000, discount=250),
+    row("BOOK", 1, 800, 0),
+    row("MUG", 1, 600, 2000),
+    row("Standard delivery", 1, 395, 2000, shipping=True),
+]
+
+
+def test_taxes_are_summed_per_rate_including_shipping() -> None:
+    invoice = build_invoice(order(LINES), LINES)
+    assert invoice.taxes == [TaxBand(0, 800, 0), TaxBand(2000, 2250 + 600 + 395, 450 + 120 + 79)]
+    assert sum(band.tax for band in invoice.taxes) == invoice.tax_total
+    assert [line.description for line in invoice.lines] == ["SHIRT", "BOOK", "MUG"]
+    assert invoice.shipping is not None and invoice.shipping.net == 395
+    assert invoice.bill_to[0] == "Zoë Łukasiewicz" and invoice.bill_to[-1] == "France"
+    assert invoice.placed_on == "2026-12-01"
+
+
+def test_the_pdf_prints_any_name_and_the_discount() -> None:
+    invoice = build_invoice(order(LINES), LINES)
+    text = "\n".join(
+        page.extract_text() for page in pypdf.PdfReader(io.BytesIO(render_invoice(invoice, OrdersSettings()))).pages
+    )
+    assert "Zoë Łukasiewicz" in text
+    assert "Discount -2.50 GBP" in text
+    assert f"Total: {invoice.order_total / 100:.2f} GBP" in text
+
+
+def test_without_the_font_names_still_print_in_latin_1() -> None:
+    invoice = build_invoice(order(LINES), LINES)
+    settings = OrdersSettings(invoice_font="/nonexistent/font.ttf")
+    text = pypdf.PdfReader(io.BytesIO(render_invoice(invoice, settings))).pages[0].extract_text()
+    assert "Zoë ?ukasiewicz" in text
