@@ -41,12 +41,12 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import PublishError
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from shared import outbox
+from shared import metrics, outbox, tracing
 from shared.contracts import EVENTS, REQUESTS, Contract, Envelope, events_consumed_by, redacted
 from shared.errors import UNAVAILABLE
-from shared.metrics import COUNTERS
 from shared.settings import ServiceSettings, broker_user
 from shared.uow import Duplicate, UnitOfWork, unit_of_work
 
@@ -56,11 +56,6 @@ JSON = "application/json"
 # The first publisher of a copy a consumer made itself (a retry, a parked message): the copy goes
 # out with the consumer's own user_id, and only that user can send it so.
 PUBLISHED_BY = "x-published-by"
-COUNTERS.describe(
-    "publisher_refused_total",
-    "messages parked, refused or ignored because the broker user that published them is not the one "
-    "the contract registry names",
-)
 
 
 @dataclass(frozen=True)
@@ -302,6 +297,14 @@ class EventConsumer:
         await self._consumption.stop(self.channel)
 
     async def process(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        outcome = await self._process(message)
+        # By the message's type: only a type the registry knows becomes a label.
+        event = message.type if message.type in EVENTS else "unknown"
+        metrics.EVENTS_HANDLED.labels(event, outcome).observe(time.perf_counter() - started)
+
+    async def _process(self, message: AbstractIncomingMessage) -> str:
+        """Handle, retry or park the message; returns what became of it (`metrics.EVENTS_HANDLED`)."""
         try:
             envelope = Envelope.model_validate_json(message.body)
             subscription = self.subscriptions.get(envelope.routing_key)
@@ -310,23 +313,36 @@ class EventConsumer:
             payload = subscription.model.model_validate(envelope.payload)
         except (ValidationError, ValueError, PermanentError) as exc:
             await self.park(message, f"invalid message: {_short(exc)}")
-            return
+            return "parked"
+        # Its log lines carry the request that caused it; traced, a span under its delivery's.
+        with tracing.working_on(
+            f"handle {envelope.routing_key}",
+            request_id=envelope.correlation_id,
+            event_id=envelope.event_id,
+            event_type=envelope.routing_key,
+            order_id=getattr(payload, "order_id", None),
+        ):
+            return await self._process_valid(message, envelope, subscription, payload)
+
+    async def _process_valid(
+        self, message: AbstractIncomingMessage, envelope: Envelope, subscription: Subscription, payload: Any
+    ) -> str:
         refused = self.topology.refusal(
             first_publisher(message, self.user), (EVENTS[envelope.routing_key].producer,), self.user
         )
         if refused is not None:
-            COUNTERS.inc("publisher_refused_total")
+            metrics.PUBLISHER_REFUSED.inc()
             await self.park(message, f"refused: {refused}")
-            return
+            return "refused"
         try:
-            await self.handle(envelope, subscription, payload)
+            handled = await self.handle(envelope, subscription, payload)
         except PermanentError as exc:
             await self.park(message, f"permanent failure: {_short(exc)}")
-            return
+            return "parked"
         except Exception as exc:  # anything else is retried, then parked
-            await self.retry_or_park(message, exc)
-            return
+            return await self.retry_or_park(message, exc)
         await self.acknowledge(message)
+        return "handled" if handled else "duplicate"
 
     async def acknowledge(self, message: AbstractIncomingMessage) -> None:
         """After the commit: a crash before this line redelivers, and the inbox absorbs it."""
@@ -353,16 +369,15 @@ class EventConsumer:
         except Duplicate:
             return self._duplicate(envelope)
         self.handled += 1
-        COUNTERS.inc("events_consumed_total")
         return True
 
     def _duplicate(self, envelope: Envelope) -> bool:
-        COUNTERS.inc("events_duplicate_total")
         log.info("duplicate event ignored", extra={"event_id": str(envelope.event_id), "type": envelope.routing_key})
         return False
 
-    async def retry_or_park(self, message: AbstractIncomingMessage, exc: Exception) -> None:
-        """A failing handler is retried through the delay queues, then parked with the reason.
+    async def retry_or_park(self, message: AbstractIncomingMessage, exc: Exception) -> str:
+        """A failing handler is retried through the delay queues, then parked with the reason;
+        returns which ("retried", "parked").
 
         A failure of the database or the broker is not the message's fault: it is retried, at the
         longest delay at most, for as long as the outage lasts, and never parked.
@@ -374,13 +389,12 @@ class EventConsumer:
         delays = len(self.topology.retry_delays_ms)
         if not unavailable and attempt > delays:
             await self.park(message, f"gave up after {attempt - 1} retries: {_short(exc)}")
-            return
+            return "parked"
         log.warning(
             "event handler failed, retrying",
             extra={"type": message.type, "attempt": attempt, "error": _short(exc)},
             exc_info=not unavailable,
         )
-        COUNTERS.inc("events_retried_total")
         headers[counter] = attempt
         headers["x-last-error"] = _short(exc)
         assert self.channel is not None
@@ -388,9 +402,9 @@ class EventConsumer:
             self._copy(message, headers), routing_key=self.topology.retry_queue(min(attempt, delays))
         )
         await message.ack()
+        return "retried"
 
     async def park(self, message: AbstractIncomingMessage, reason: str) -> None:
-        COUNTERS.inc("events_parked_total")
         log.error("event parked in the dead-letter queue", extra={"type": message.type, "reason": reason})
         headers = dict(message.headers or {})
         headers["x-dead-reason"] = reason[:1000]
@@ -426,6 +440,12 @@ class EventConsumer:
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) < 500 else text[:497] + "..."
+
+
+def _caller_headers() -> dict[str, Any]:
+    """A request/reply call's headers: the request id of the caller's work, for the responder's logs."""
+    request_id = tracing.request_id()
+    return {tracing.REQUEST_ID_HEADER: request_id} if request_id else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,19 +516,36 @@ class RpcClient:
         refused = self.topology.refusal(message.user_id, (responder,), self._user)
         if refused is not None:
             # Not the answer: the call goes on waiting for the responder's, or times out.
-            COUNTERS.inc("publisher_refused_total")
+            metrics.PUBLISHER_REFUSED.inc()
             log.warning("reply ignored", extra={"reason": refused})
             return
         if not future.done():
             future.set_result(message)
 
     async def call(self, request: Contract, timeout: float | None = None) -> Any:
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with tracing.span(f"ask {request.type}", SpanKind.CLIENT):
+                reply = await self._call(request, timeout)
+            outcome = "ok"
+            return reply
+        except RpcTimeout:
+            outcome = "timeout"
+            raise
+        except RpcUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            metrics.RPC_CALLS.labels(request.type, outcome).observe(time.perf_counter() - started)
+
+    async def _call(self, request: Contract, timeout: float | None) -> Any:
         spec = REQUESTS[request.type]
         if self._exchange is None:
             raise RpcUnavailable("bus not connected")
         timeout = timeout or self.default_timeout
         correlation_id = uuid.uuid4().hex
-        COUNTERS.inc("rpc_requests_total")
+        metrics.RPC_REQUESTS.inc()
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = (future, spec.responder)
         deadline = time.monotonic() + timeout
@@ -525,6 +562,7 @@ class RpcClient:
                             expiration=timeout,
                             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
                             user_id=self._user,
+                            headers=_caller_headers(),
                         ),
                         routing_key=request.type,
                         mandatory=True,
@@ -538,7 +576,6 @@ class RpcClient:
             try:
                 message = await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.001))
             except TimeoutError as exc:
-                COUNTERS.inc("rpc_timeouts_total")
                 raise RpcTimeout(f"{spec.responder} did not answer {request.type} within {timeout}s") from exc
         finally:
             self._pending.pop(correlation_id, None)
@@ -580,13 +617,25 @@ class RpcServer:
         )
         for request_type in self.handlers:
             await queue.bind(exchange, request_type)
-        await self._consumption.start(queue, self._answer)
+        await self._consumption.start(queue, self._answer_for_caller)
 
     async def stop(self) -> None:
         """Stop taking requests, answer the ones in hand, then close."""
         await self._consumption.stop(self._channel)
 
+    async def _answer_for_caller(self, message: AbstractIncomingMessage) -> None:
+        """Its log lines carry the caller's request id; traced, a span under the request's delivery."""
+        request_id = (message.headers or {}).get(tracing.REQUEST_ID_HEADER)
+        with tracing.working_on(
+            f"answer {message.type}",
+            request_id=request_id if isinstance(request_id, str) else None,
+            request_type=message.type,
+        ):
+            await self._answer(message)
+
     async def _answer(self, message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        outcome = "ok"
         headers: dict[str, Any] = {}
         body = b"{}"
         try:
@@ -596,13 +645,14 @@ class RpcServer:
                 raise RequestRefused(refused)
             request = spec.request.model_validate_json(message.body)
             reply = await self.handlers[spec.request.type](request)
-            COUNTERS.inc("rpc_served_total")
             body = reply.model_dump_json().encode()
         except RequestRefused as exc:
-            COUNTERS.inc("publisher_refused_total")
+            outcome = "refused"
+            metrics.PUBLISHER_REFUSED.inc()
             log.error("request refused", extra={"type": message.type, "reason": str(exc)})
             headers["x-error"] = f"refused: {exc}"
         except Exception as exc:
+            outcome = "error"
             log.error("request failed", extra={"type": message.type, "error": _short(exc)})
             log.debug("request failure trace: %s", traceback.format_exc())
             headers["x-error"] = _short(exc)
@@ -619,3 +669,5 @@ class RpcServer:
                     routing_key=message.reply_to,
                 )
         await message.ack()
+        request_type = message.type if message.type in REQUESTS else "unknown"
+        metrics.RPC_SERVED.labels(request_type, outcome).observe(time.perf_counter() - started)

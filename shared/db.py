@@ -19,7 +19,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolAcquireContext
 
-from shared.metrics import COUNTERS
+from shared import metrics
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ PLATFORM_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _count_statement(_: object) -> None:
-    COUNTERS.inc("sql_statements_total")
+    metrics.SQL_STATEMENTS.inc()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -58,9 +58,6 @@ class PoolTimeout(TimeoutError):
     """
 
 
-COUNTERS.describe("db_acquire_timeouts_total", "waits for a pooled database connection that timed out")
-
-
 class Pool(asyncpg.Pool):
     """asyncpg's pool, whose every acquire waits at most `acquire_timeout` seconds by default.
 
@@ -74,6 +71,16 @@ class Pool(asyncpg.Pool):
     def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.acquire_timeout = acquire_timeout
+        self.waiting = 0  # acquires under way: asyncpg keeps its waiters in a private queue
+
+    def usage(self) -> metrics.PoolUsage:
+        """Connections in use, idle, the maximum and the acquires waiting, for /metrics.
+
+        From asyncpg's public counts (`get_size`, `get_idle_size`, `get_max_size`) and this class's
+        own count of acquires in `_acquire`, rather than from the pool's private queue and holders.
+        """
+        size, idle = self.get_size(), self.get_idle_size()
+        return metrics.PoolUsage(in_use=size - idle, idle=idle, max=self.get_max_size(), waiting=self.waiting)
 
     def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
         return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
@@ -82,11 +89,14 @@ class Pool(asyncpg.Pool):
         # The one step both `async with pool.acquire()` and `await pool.acquire()` go through
         # (asyncpg 0.32, pinned; tests/platform/test_back_pressure.py fails if that changes): its
         # bare TimeoutError becomes one that says what ran out.
+        self.waiting += 1
         try:
             return await super()._acquire(timeout)
         except TimeoutError as exc:
-            COUNTERS.inc("db_acquire_timeouts_total")
+            metrics.DB_ACQUIRE_TIMEOUTS.inc()
             raise PoolTimeout(f"no database connection became free within {timeout:g} s") from exc
+        finally:
+            self.waiting -= 1
 
 
 async def create_pool(settings: ServiceSettings) -> Pool:

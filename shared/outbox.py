@@ -24,8 +24,8 @@ import aio_pika
 import asyncpg
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractRobustConnection
 
+from shared import metrics, tracing
 from shared.contracts import EVENTS, Contract, envelope_for
-from shared.metrics import COUNTERS
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ def outgoing(
     if spec.producer != producer:
         raise ValueError(f"{payload.routing_key()} is produced by {spec.producer}, not {producer}")
     envelope = envelope_for(payload, producer, correlation_id=correlation_id, causation_id=causation_id)
+    headers = {"correlation_id": correlation_id} if correlation_id else {}
+    tracing.inject(headers)  # the trace of the work that emits it, stored with the event
     return Outgoing(
         envelope.event_id,
         (
@@ -111,7 +113,7 @@ def outgoing(
             envelope.routing_key,
             not spec.external,
             envelope.model_dump_json().encode(),
-            {"correlation_id": correlation_id} if correlation_id else {},
+            headers,
         ),
         lease,
     )
@@ -174,8 +176,11 @@ class Relay:
         self._exchange = await self._channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
-        self._forgetter = asyncio.create_task(self._forget_loop(), name=f"outbox-forget-{self.schema}")
+        # Its claims and deletes belong to no request: no spans of their own (a publish continues
+        # the trace stored with its row, `_publish`).
+        with tracing.untraced():
+            self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
+            self._forgetter = asyncio.create_task(self._forget_loop(), name=f"outbox-forget-{self.schema}")
 
     async def stop(self) -> None:
         """Finish the batch in hand and the hand-offs, then stop."""
@@ -213,7 +218,7 @@ class Relay:
         failed = [event.event_id for event, result in zip(events, results, strict=True) if result is not None]
         if sent:
             self.published += len(sent)
-            COUNTERS.inc("events_published_total", len(sent))
+            metrics.EVENTS_PUBLISHED.inc(len(sent))
             self._confirmed.extend(sent)
             self._forget.set()
         if failed:
@@ -334,7 +339,7 @@ class Relay:
                 raise
             self.published += len(sent)
             total += len(sent)
-            COUNTERS.inc("events_published_total", len(sent))
+            metrics.EVENTS_PUBLISHED.inc(len(sent))
             rows = following
         return total
 
@@ -359,19 +364,28 @@ class Relay:
             headers=headers,
             user_id=self._user,
         )
-        await self._exchange.publish(
-            message, routing_key=routing_key, mandatory=mandatory, timeout=self.publish_timeout
-        )
+        # The publish (its span, the traceparent it sends) continues the trace stored with the row.
+        with tracing.continued(headers):
+            await self._exchange.publish(
+                message, routing_key=routing_key, mandatory=mandatory, timeout=self.publish_timeout
+            )
 
     async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, exc: BaseException) -> None:
         delay = min(2 ** row["attempts"], 30)
         retry_at = asyncio.get_running_loop().time() + delay
         self._retry_at = retry_at if self._retry_at is None else min(self._retry_at, retry_at)
         error = f"{type(exc).__name__}: {exc}"[:1000]
-        log.warning(
-            "outbox publish failed",
-            extra={"event_id": str(row["event_id"]), "routing_key": row["routing_key"], "error": error},
-        )
+        headers = row["headers"] or {}
+        with tracing.continued(headers):  # the line carries the trace of the work that emitted the event
+            log.warning(
+                "outbox publish failed",
+                extra={
+                    "event_id": str(row["event_id"]),
+                    "request_id": headers.get("correlation_id"),
+                    "routing_key": row["routing_key"],
+                    "error": error,
+                },
+            )
         await conn.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = $2, "
             "next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",

@@ -13,22 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import orjson
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from shared import bus, db, http, idempotency, identity, uow
-from shared.metrics import COUNTERS
+from shared import bus, db, http, idempotency, identity, metrics, tracing, uow
 from shared.outbox import Relay
 from shared.settings import ServiceSettings
 from shared.uow import UnitOfWork
 
 SETTINGS = web.AppKey("settings", ServiceSettings)
-POOL = web.AppKey("pool", asyncpg.Pool)
+POOL = web.AppKey("pool", db.Pool)
 BROKER = web.AppKey("broker", AbstractRobustConnection)
 RELAY = web.AppKey("relay", Relay)
 CONSUMER = web.AppKey("consumer", bus.EventConsumer)
+DEAD_LETTERS = web.AppKey("dead_letters", metrics.QueueDepth)
 RPC = web.AppKey("rpc", bus.RpcClient)
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -137,7 +136,9 @@ def event_consumer(settings: ServiceSettings, subscriptions: Wiring[bus.Subscrip
         )
         await consumer.start(app[BROKER])
         app[CONSUMER] = consumer
+        app[DEAD_LETTERS] = metrics.QueueDepth(app[BROKER], consumer.topology.dead_letter_queue())
         yield
+        await app[DEAD_LETTERS].close()
         await consumer.stop()
 
     return ctx
@@ -175,7 +176,8 @@ async def ready(request: web.Request) -> web.Response:
     if POOL in app:
         try:
             async with asyncio.timeout(1.0):
-                await app[POOL].fetchval("SELECT 1")
+                with tracing.untraced():  # a probe every few seconds is no trace
+                    await app[POOL].fetchval("SELECT 1")
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = type(exc).__name__
@@ -186,29 +188,20 @@ async def ready(request: web.Request) -> web.Response:
     return http.json_response({"status": "ready" if ok else "not-ready", "checks": checks}, status=200 if ok else 503)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Counters of this process, plus the outbox backlog (rows and age of the oldest, seconds)."""
+async def scrape(request: web.Request) -> web.Response:
+    """The process's metrics in the Prometheus text format, with the gauges read now: the outbox,
+    the dead-letter queue and the pool (`shared.metrics`)."""
     app = request.app
-    gauges: dict[str, float] = {}
-    if POOL in app:
-        try:
-            async with asyncio.timeout(1.0):
-                row = await app[POOL].fetchrow(
-                    "SELECT count(*) AS backlog, "
-                    "coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest FROM outbox"
-                )
-            gauges["outbox_backlog"] = row["backlog"]
-            gauges["outbox_oldest_seconds"] = float(row["oldest"])
-        except Exception:  # a scrape must not fail because the database is down
-            gauges["outbox_backlog"] = -1
-    text = COUNTERS.render(app[SETTINGS].service, gauges)
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+    gauges = await metrics.scrape_gauges(app.get(POOL), app.get(DEAD_LETTERS))
+    return web.Response(
+        body=metrics.exposition(app[SETTINGS].service, gauges), headers={"Content-Type": metrics.CONTENT_TYPE}
+    )
 
 
 def add_health_routes(app: web.Application) -> None:
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", scrape)
 
 
 class JsonFormatter(logging.Formatter):
@@ -221,9 +214,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        request_id = http.request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
+        # The request id, the work's ids, the trace and span ids; the record's own fields win.
+        entry.update(tracing.log_fields())
         for key, value in record.__dict__.items():
             if key not in self._skip and not key.startswith("_"):
                 entry[key] = value
@@ -246,7 +238,15 @@ def configure_logging(settings: ServiceSettings) -> None:
 
 
 ACCESS_LOG = logging.getLogger("access")
-_STATUS_COUNTERS = {n: f"http_responses_{n}xx_total" for n in range(1, 6)}
+# Any other method (a client may send any token) is counted as "other": labels stay few.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(request: web.Request) -> str:
+    """The matched resource's path template (`/orders/{id}`), never the raw path: one series per
+    route, whatever the ids. "unmatched" when no route matched (404, 405)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
 
 
 @web.middleware
@@ -261,21 +261,23 @@ async def access_log_middleware(request: web.Request, handler: http.Handler) -> 
         status = exc.status
         raise
     finally:
-        COUNTERS.inc(_STATUS_COUNTERS.get(status // 100) or f"http_responses_{status // 100}xx_total")
+        method = request.method if request.method in _METHODS else "other"
+        metrics.HTTP_REQUESTS.labels(route_template(request), method, str(status)).observe(
+            time.perf_counter() - started
+        )
         # Only build the record when it is written (at WARNING, the usual production level under
-        # load, this middleware is a counter and nothing more).
+        # load, this middleware is a histogram and nothing more).
         if ACCESS_LOG.isEnabledFor(logging.INFO):
             _log_access(request, status, started)
 
 
 def _log_access(request: web.Request, status: int, started: float) -> None:
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else None
     ACCESS_LOG.info(
         "request",
         extra={
             "method": request.method,
             "path": request.path,
-            "route": route,
+            "route": route_template(request),
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "request_id": http.request_id(request),
@@ -330,6 +332,7 @@ def main(
         if seed is not None:
             asyncio.run(seed(settings))
     else:
+        tracing.setup(settings.service)  # before the app: its instrumentation applies to apps made after
         web.run_app(
             create_app(settings),
             host=settings.host,

@@ -17,6 +17,7 @@ _.data_received
 _.format
 # http.server.BaseHTTPRequestHandler (tests that stand up a local HTTP server).
 _.do_GET
+_.do_POST
 _.log_message
 # html.parser.HTMLParser (gateway tests that read the docs page).
 _.handle_starttag

@@ -7,6 +7,9 @@ import inspect
 import re
 from pathlib import Path
 
+from opentelemetry import environment_variables as otel_api_variables
+from opentelemetry.sdk import environment_variables as otel_sdk_variables
+
 from shared import bus, outbox
 from shared.settings import ServiceSettings
 
@@ -44,7 +47,22 @@ def unknown_settings(service: str, names: list[str]) -> list[str]:
         field.validation_alias.upper() if isinstance(field.validation_alias, str) else f"{prefix}{name}".upper()
         for name, field in cls.model_fields.items()
     }
-    return sorted(name for name in names if name.upper() not in fields)
+    return sorted(name for name in names if name.upper() not in fields and not _opentelemetry_variable(name))
+
+
+# OpenTelemetry's standard variables configure tracing (shared/tracing.py): read by its SDK and
+# instrumentations, not by the settings. Known by name, so that a misspelt one is still caught.
+_OTEL_VARIABLES = {
+    value
+    for module in (otel_api_variables, otel_sdk_variables)
+    for name, value in vars(module).items()
+    if name.startswith("OTEL_") and isinstance(value, str)
+}
+_OTEL_EXCLUDED_URLS = re.compile(r"OTEL_PYTHON_(\w+_)?EXCLUDED_URLS")
+
+
+def _opentelemetry_variable(name: str) -> bool:
+    return name in _OTEL_VARIABLES or bool(_OTEL_EXCLUDED_URLS.fullmatch(name))
 
 
 def _literal_timeouts(function) -> float:

@@ -10,7 +10,10 @@ from `kubectl kustomize`:
 - `images`: `name` -> `newName` / `newTag` in the containers of pod templates;
 - `patches`: a file (`path`) or inline (`patch`), either a strategic merge patch (one or several
   documents, matched by kind and name, or applied to every `target` match) or a JSON 6902 patch
-  (a list of `add` / `replace` / `remove` operations) applied to every `target` match.
+  (a list of `add` / `replace` / `remove` operations) applied to every `target` match;
+- `configMapGenerator`: a ConfigMap per entry from `files` (each `path` or `key=path`), with
+  `options.labels`, and `options.disableNameSuffixHash: true` required (kustomize's name hash is
+  not reproduced here).
 
 Strategic merge covers what the manifests need: maps merge recursively, lists of named objects
 (containers, env, ports, volumes, volumeMounts) merge by name, any other list is replaced.
@@ -27,7 +30,7 @@ import yaml
 
 Manifest = dict[str, Any]
 
-KNOWN_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "patches"}
+KNOWN_FIELDS = {"apiVersion", "kind", "resources", "namespace", "images", "patches", "configMapGenerator"}
 CLUSTER_SCOPED = {
     "Namespace",
     "ClusterRole",
@@ -78,6 +81,7 @@ def render(directory: Path) -> list[Manifest]:
             objects += load_documents(target)
         else:
             raise KustomizeError(f"{kustomization_file}: resource {entry} does not exist")
+    objects += [_generate_config_map(spec, directory) for spec in kustomization.get("configMapGenerator", [])]
     _check_unique(objects, kustomization_file)
 
     for patch in kustomization.get("patches", []):
@@ -100,6 +104,24 @@ def _check_unique(objects: list[Manifest], where: Path) -> None:
         if key in seen:
             raise KustomizeError(f"{where}: {key} is defined twice")
         seen.add(key)
+
+
+def _generate_config_map(spec: Manifest, directory: Path) -> Manifest:
+    unknown = set(spec) - {"name", "files", "options"}
+    options = spec.get("options", {})
+    unknown |= {f"options.{key}" for key in set(options) - {"labels", "disableNameSuffixHash"}}
+    if unknown:
+        raise KustomizeError(f"configMapGenerator fields this renderer does not support: {sorted(unknown)}")
+    if options.get("disableNameSuffixHash") is not True:
+        raise KustomizeError(f"configMapGenerator {spec['name']}: set options.disableNameSuffixHash: true")
+    data = {}
+    for entry in spec["files"]:
+        key, _, path = entry.rpartition("=")
+        data[key or Path(path).name] = (directory / path).read_text()
+    metadata: Manifest = {"name": spec["name"]}
+    if "labels" in options:
+        metadata["labels"] = dict(options["labels"])
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
 
 
 # --- patches ------------------------------------------------------------------------------------

@@ -393,23 +393,6 @@ def test_the_cnpg_example_gives_each_runtime_role_a_password_secret() -> None:
         assert f"//{service}_app:" in secrets[f"{service}-runtime"]["stringData"]["database-url"]
 
 
-def test_alert_rules_name_metrics_the_services_export() -> None:
-    # Every counter some code increments, and every gauge /metrics reports (shared/runtime.py).
-    source = "\n".join(p.read_text() for p in (ROOT / "shared").glob("*.py"))
-    names = re.findall(r'COUNTERS\.inc\(\s*"(\w+)"', source) + re.findall(r'gauges\["(\w+)"\]', source)
-    exported = {f"commerce_{name}" for name in names}
-    rules = next(d for d in load_documents(DEPLOY / "examples" / "monitoring.yaml") if d["kind"] == "PrometheusRule")
-    used: set[str] = set()
-    for group in rules["spec"]["groups"]:
-        for rule in group["rules"]:
-            used |= {token for token in _identifiers(rule["expr"]) if token.startswith("commerce_")}
-    assert used and used <= exported, used - exported
-
-
-def _identifiers(expr: str) -> set[str]:
-    return set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
-
-
 def test_examples_are_not_part_of_any_kustomization() -> None:
     """Secrets with placeholder values must never be applied by `kubectl apply -k`."""
     for overlay in OVERLAYS:

@@ -1,4 +1,4 @@
-"""What the scale tests share: careful shoppers, each instance's counters, and the effects check."""
+"""What the scale tests share: careful shoppers, each instance's metrics, and the effects check."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import aio_pika
 import aiohttp
 import asyncpg
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from bench.shopper import Outcome, Shopper, pick_variants
 from shared.bus import Topology
@@ -94,13 +96,22 @@ async def progressed(run: Run, done_before: int, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.1)
 
 
-METRIC = re.compile(r'^commerce_(\w+)\{service="\w+"\} (\S+)$', re.MULTILINE)
-
-
-async def counters(session: aiohttp.ClientSession, process: ServiceProcess) -> dict[str, float]:
+async def scrape(session: aiohttp.ClientSession, process: ServiceProcess) -> list[Sample]:
+    """Every sample of one instance's /metrics."""
     async with session.get(process.url + "/metrics") as response:
         assert response.status == 200
-        return {name: float(value) for name, value in METRIC.findall(await response.text())}
+        text = await response.text()
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def total(samples: list[Sample], name: str, **labels: str) -> float:
+    """The sum of the samples named `commerce_<name>` whose labels match `labels` (regular expressions)."""
+    return sum(
+        sample.value
+        for sample in samples
+        if sample.name == f"commerce_{name}"
+        and all(re.fullmatch(pattern, sample.labels.get(label, "")) for label, pattern in labels.items())
+    )
 
 
 async def effects_settled(infra: Infra, since, timeout: float = 60.0) -> None:

@@ -19,7 +19,7 @@ from tests.e2e.test_checkout import (  # noqa: F401  (collected again here, agai
     test_twenty_concurrent_process_calls_charge_once,
 )
 from tests.faults.books import check, snapshot
-from tests.scale.common import Run, counters, effects_once, effects_settled, shop
+from tests.scale.common import Run, effects_once, effects_settled, scrape, shop, total
 from tests.support import SERVICES, Stack
 
 SHOPPERS = 6
@@ -44,14 +44,14 @@ def test_every_service_runs_two_instances_behind_the_gateway(stack: Stack):
 async def test_concurrent_checkouts_on_two_instances_happen_once_and_both_instances_work(stack: Stack):
     inventory_before, since = await snapshot(stack.infra)
     async with aiohttp.ClientSession() as http:
-        before = {(s, p.port): await counters(http, p) for s in SERVICES for p in stack.all(s)}
+        before = {(s, p.port): await scrape(http, p) for s in SERVICES for p in stack.all(s)}
 
         run = Run()
         await shop(stack, run, shoppers=SHOPPERS, checkouts=CHECKOUTS)
 
         books = await check(stack.infra, run.outcomes, inventory_before, since)
         await effects_settled(stack.infra, since)
-        after = {(s, p.port): await counters(http, p) for s in SERVICES for p in stack.all(s)}
+        after = {(s, p.port): await scrape(http, p) for s in SERVICES for p in stack.all(s)}
 
     assert len(run.outcomes) == CHECKOUTS
     failed = [o.error for o in run.outcomes if not o.placed]
@@ -69,11 +69,14 @@ async def test_concurrent_checkouts_on_two_instances_happen_once_and_both_instan
     assert (books.orders, books.placed, books.lost_orders, books.double_charges) == (CHECKOUTS, CHECKOUTS, 0, 0)
     assert await effects_once(stack.infra, since) == []
 
-    def delta(service: str, port: int, name: str) -> float:
-        return after[(service, port)].get(name, 0) - before[(service, port)].get(name, 0)
+    def delta(service: str, port: int, name: str, **labels: str) -> float:
+        return total(after[(service, port)], name, **labels) - total(before[(service, port)], name, **labels)
 
     for service in SERVICES:
-        consumed = [delta(service, p.port, "events_consumed_total") for p in stack.all(service)]
+        consumed = [
+            delta(service, p.port, "event_handling_duration_seconds_count", outcome="handled")
+            for p in stack.all(service)
+        ]
         # Competing consumers: each instance took part of the queue.
         assert all(n > 0 for n in consumed), f"{service}: events consumed per instance {consumed}"
         published = sum(delta(service, p.port, "events_published_total") for p in stack.all(service))
@@ -81,5 +84,7 @@ async def test_concurrent_checkouts_on_two_instances_happen_once_and_both_instan
     for service in HTTP_SERVICES:
         # The gateway's round-robin: both instances answered shoppers (more than the one scrape of
         # /metrics that `before` itself adds).
-        answered = [delta(service, p.port, "http_responses_2xx_total") for p in stack.all(service)]
+        answered = [
+            delta(service, p.port, "http_request_duration_seconds_count", status="2..") for p in stack.all(service)
+        ]
         assert all(n > 1 for n in answered), f"{service}: requests answered per instance {answered}"

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from basket import stock_queries
 from basket.settings import BasketSettings
-from shared import runtime
+from shared import runtime, tracing
 from shared.contracts import StockReleased
 from shared.outbox import Relay
 from shared.uow import unit_of_work
@@ -26,15 +26,17 @@ async def release_expired(pool: asyncpg.Pool, *, relay: Relay | None = None, lim
     expired = await stock_queries.expired_reservations(pool, limit)  # the usual sweep: this one statement
     released = 0
     for row in expired:
-        # One unit of work per reservation, so that its event carries the checkout's correlation id.
-        async with unit_of_work(pool, "basket", correlation_id=row["correlation_id"], relay=relay) as uow:
-            reservation = await stock_queries.lock_expired_reservation(uow.conn, row["id"])
-            if reservation is None:
-                continue
-            await stock_queries.release_reservation(uow.conn, reservation["id"], "expired")
-            order_id = reservation["order_id"]
-            uow.emit(StockReleased(order_id=order_id, reservation_id=reservation["id"], reason="expired"))
-            released += 1
+        # One unit of work per reservation, so that its event (and its log lines) carry the
+        # checkout's correlation id.
+        with tracing.working_on("release expired reservation", request_id=row["correlation_id"]):
+            async with unit_of_work(pool, "basket", correlation_id=row["correlation_id"], relay=relay) as uow:
+                reservation = await stock_queries.lock_expired_reservation(uow.conn, row["id"])
+                if reservation is None:
+                    continue
+                await stock_queries.release_reservation(uow.conn, reservation["id"], "expired")
+                order_id = reservation["order_id"]
+                uow.emit(StockReleased(order_id=order_id, reservation_id=reservation["id"], reason="expired"))
+                released += 1
     if released:
         log.info("expired reservations released", extra={"count": released})
     return released

@@ -29,7 +29,10 @@ import time
 from dataclasses import dataclass
 
 from multidict import CIMultiDict
+from opentelemetry.trace import SpanKind
 from yarl import URL
+
+from shared import tracing
 
 
 class UpstreamError(Exception):
@@ -258,6 +261,21 @@ class UpstreamClient:
         origin = self._origins.get(base_url)
         if origin is None:
             origin = self._origins[base_url] = _Origin(base_url)
+        if tracing.ENABLED:
+            with tracing.span(method, SpanKind.CLIENT, upstream=f"{origin.host}:{origin.port}"):
+                tracing.inject(headers)  # the service's spans are children of this exchange
+                return await self._send(origin, method, target, headers, body, connect_timeout)
+        return await self._send(origin, method, target, headers, body, connect_timeout)
+
+    async def _send(
+        self,
+        origin: _Origin,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        connect_timeout: float,
+    ) -> Answer:
         lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.host_header}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if body is not None or method in BODY_METHODS:

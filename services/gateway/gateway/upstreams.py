@@ -19,10 +19,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.http import ApiError
-from shared.metrics import COUNTERS
+from prometheus_client import Counter
 
-COUNTERS.describe("upstream_busy_total", "requests refused because their service had every in-flight slot taken")
+from shared import metrics
+from shared.http import ApiError
+
+UPSTREAM_BUSY = Counter(
+    "commerce_upstream_busy_total",
+    "requests refused because their service had every in-flight slot taken, by upstream service",
+    ("upstream",),
+    registry=metrics.REGISTRY,
+)
 
 
 class Busy(ApiError):
@@ -53,7 +60,7 @@ class InFlight:
             async with asyncio.timeout(self._wait):
                 await self._slots.acquire()
         except TimeoutError:
-            COUNTERS.inc("upstream_busy_total")
+            UPSTREAM_BUSY.labels(self.service).inc()
             raise Busy(self.service) from None
 
     async def __aexit__(self, *exc_info: object) -> None:

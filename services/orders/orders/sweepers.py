@@ -12,7 +12,7 @@ from aiohttp import web
 
 from orders import attempt_queries, checkout
 from orders.settings import OrdersSettings
-from shared import runtime
+from shared import runtime, tracing
 from shared.outbox import Relay
 from shared.uow import unit_of_work
 
@@ -24,16 +24,17 @@ async def sweep_stalled_once(pool: asyncpg.Pool, settings: OrdersSettings, relay
     charge is only requested once the stock is reserved), so failing them is safe."""
     swept = 0
     for row in await attempt_queries.stalled_attempts(pool, settings.stock_reservation_timeout):
-        async with unit_of_work(pool, settings.service, relay=relay) as uow:
-            if await checkout.fail_attempt(
-                uow,
-                row["order_id"],
-                row["attempt_id"],
-                expected_stage="stock_requested",
-                stage="timed_out",
-                reason="stock-reservation-timed-out",
-            ):
-                swept += 1
+        with tracing.working_on("sweep stalled checkout", order_id=row["order_id"]):
+            async with unit_of_work(pool, settings.service, relay=relay) as uow:
+                if await checkout.fail_attempt(
+                    uow,
+                    row["order_id"],
+                    row["attempt_id"],
+                    expected_stage="stock_requested",
+                    stage="timed_out",
+                    reason="stock-reservation-timed-out",
+                ):
+                    swept += 1
     if swept:
         log.warning("stalled checkout attempts failed", extra={"count": swept})
     return swept

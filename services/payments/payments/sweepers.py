@@ -14,7 +14,7 @@ from payments import domain, queries
 from payments.consumers import settle
 from payments.providers import PROVIDERS, Provider, ProviderError, answer
 from payments.settings import PaymentsSettings
-from shared import runtime
+from shared import runtime, tracing
 from shared.outbox import Relay
 from shared.uow import unit_of_work
 
@@ -76,14 +76,15 @@ async def reconcile_once(
     for intent in await queries.unsettled_intents(pool, settings.reconcile_after, SWEEP_BATCH):
         if intent["payment_type_id"] in down:
             continue
-        try:
-            settled += await reconcile(pool, providers, intent, relay)
-        except ProviderError as exc:
-            down.add(intent["payment_type_id"])
-            log.warning(
-                "charge reconciliation deferred: the provider gave no answer",
-                extra={"attempt_id": str(intent["attempt_id"]), "error": f"{type(exc).__name__}: {exc}"},
-            )
+        with tracing.working_on("reconcile charge", order_id=intent["order_id"]):
+            try:
+                settled += await reconcile(pool, providers, intent, relay)
+            except ProviderError as exc:
+                down.add(intent["payment_type_id"])
+                log.warning(
+                    "charge reconciliation deferred: the provider gave no answer",
+                    extra={"attempt_id": str(intent["attempt_id"]), "error": f"{type(exc).__name__}: {exc}"},
+                )
     return settled
 
 
