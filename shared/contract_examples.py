@@ -120,6 +120,14 @@ SNAPSHOT_LINE = {
     "requires_shipping": True,
 }
 
+COUPON_USE = {
+    "discount_id": "d1sc7q2mzk4wx5bd3ntha6rc",
+    "name": "Spring sale",
+    "coupon": "SPRING10",
+    "amount": 433,
+    "free_shipping": True,
+}
+
 STANDARD_PRICE = {
     "id": PRICE_ID,
     "rate": 499,
@@ -151,6 +159,15 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
             "line_count": 2,
         },
         {"basket_id": BASKET_ID, "currency": "EUR", "sub_total": 0, "tax_total": 0, "total": 0, "line_count": 0},
+        {
+            "basket_id": BASKET_ID,
+            "currency": "GBP",
+            "sub_total": 3665,
+            "tax_total": 660,
+            "total": 3959,
+            "line_count": 2,
+            "discount_total": 366,
+        },
     ],
     "stock.reserved.v1": [
         {
@@ -195,6 +212,15 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     "order.stock_requested.v1": [
         {"order_id": ORDER_ID, "attempt_id": ATTEMPT_ID, "basket_id": BASKET_ID, "lines": LINES},
+        # With a coupon: basket reserves a use of it with the stock (per-email limits by `email`).
+        {
+            "order_id": ORDER_ID,
+            "attempt_id": ATTEMPT_ID,
+            "basket_id": BASKET_ID,
+            "lines": LINES,
+            "discounts": [COUPON_USE],
+            "email": "ada@example.com",
+        },
     ],
     "order.charge_requested.v1": [
         {
@@ -308,7 +334,11 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     "customer.password_changed.v1": [{"customer_id": CUSTOMER_ID, "changed_at": "2024-05-16T18:45:31.117000Z"}],
     # --- request/reply
-    "basket.snapshot.v1": [{"basket_id": BASKET_ID}, {"basket_id": "not-a-basket"}],
+    "basket.snapshot.v1": [
+        {"basket_id": BASKET_ID},
+        {"basket_id": "not-a-basket"},
+        {"basket_id": BASKET_ID, "customer_id": CUSTOMER_ID},
+    ],
     "basket.snapshot.reply.v1": [
         {
             "basket": {
@@ -335,6 +365,52 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
                         "weight_grams": 300,
                     },
                 ],
+            }
+        },
+        # A signed-in customer's basket: its order becomes theirs.
+        {
+            "basket": {
+                "id": BASKET_ID,
+                "currency": "GBP",
+                "used": False,
+                "sub_total": 3332,
+                "tax_total": 666,
+                "discount_total": 0,
+                "total": 3998,
+                "weight_grams": 360,
+                "lines": [SNAPSHOT_LINE],
+                "customer_id": CUSTOMER_ID,
+            }
+        },
+        # With a coupon: 10% off both lines and free shipping.
+        {
+            "basket": {
+                "id": BASKET_ID,
+                "currency": "GBP",
+                "used": False,
+                "sub_total": 4332,
+                "tax_total": 779,
+                "discount_total": 433,
+                "total": 4678,
+                "weight_grams": 660,
+                "lines": [
+                    SNAPSHOT_LINE | {"discount_total": 333, "tax_total": 599},
+                    SNAPSHOT_LINE
+                    | {
+                        "variant_id": VARIANT_B,
+                        "sku": "MUG-WHT",
+                        "description": "Enamel mug",
+                        "option": None,
+                        "quantity": 1,
+                        "unit_price": 1000,
+                        "line_total": 1000,
+                        "tax_total": 180,
+                        "discount_total": 100,
+                        "weight_grams": 300,
+                    },
+                ],
+                "discounts": [COUPON_USE],
+                "free_shipping": True,
             }
         },
         {"basket": None},
@@ -377,4 +453,6 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
         },
         {"payment_type": None, "errors": {"payment_type_id": ["The selected payment type is invalid."]}},
     ],
+    "customer.address.v1": [{"customer_id": CUSTOMER_ID, "address_id": "ad7rq2mzk4wx5bd3nhtc6vfa"}],
+    "customer.address.reply.v1": [{"address": ADDRESS}, {"address": None}],
 }

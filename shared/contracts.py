@@ -83,6 +83,18 @@ class LineQuantity(BaseModel):
     quantity: int = Field(ge=1)
 
 
+class DiscountUse(BaseModel):
+    """A discount a basket gets and its order uses: `amount` off the goods (minor units; the
+    lines' `discount_total` add up to it); `free_shipping` waives the order's shipping line."""
+
+    model_config = ConfigDict(frozen=True)
+    discount_id: str
+    name: str
+    coupon: str | None = None
+    amount: int = Field(ge=0)
+    free_shipping: bool = False
+
+
 class Address(BaseModel):
     model_config = ConfigDict(frozen=True)
     firstname: str | None = None
@@ -133,6 +145,8 @@ class BasketChanged(Contract):
     tax_total: int
     total: int
     line_count: int
+    # What its discounts take off (total = sub_total - discount_total + tax_total).
+    discount_total: int = 0
 
 
 class StockReserved(Contract):
@@ -202,6 +216,10 @@ class OrderStockRequested(Contract):
     attempt_id: uuid.UUID
     basket_id: str
     lines: list[LineQuantity]
+    # The discounts the order uses: basket reserves a use of each with the stock (or refuses).
+    discounts: list[DiscountUse] = Field(default_factory=list)
+    # The order's contact email, for the discounts' per-email limits.
+    email: str | None = None
 
 
 class OrderChargeRequested(Contract):
@@ -360,11 +378,19 @@ class BasketSnapshot(BaseModel):
     total: int
     weight_grams: int
     lines: list[BasketSnapshotLine]
+    # The customer the basket belongs to; None for a guest's basket. Its order becomes theirs.
+    customer_id: str | None = None
+    # The discounts that apply (their amounts are in the lines' `discount_total`).
+    discounts: list[DiscountUse] = Field(default_factory=list)
+    free_shipping: bool = False
 
 
 class GetBasketSnapshot(Contract):
     type = "basket.snapshot"
     basket_id: str
+    # Who asks (the signed-in customer creating the order; None for a guest): another customer's
+    # basket is answered as unknown (`basket` None), as it is on the basket's own routes.
+    customer_id: str | None = None
 
 
 class BasketSnapshotReply(Contract):
@@ -439,6 +465,20 @@ class ResolvePaymentReply(Contract):
     errors: dict[str, list[str]] = Field(default_factory=dict)
 
 
+class GetCustomerAddress(Contract):
+    """One address of a customer's book, asked for as that customer: orders sets an order's address
+    from it. Another customer's address is answered as unknown (`address` None)."""
+
+    type = "customer.address"
+    customer_id: str
+    address_id: str
+
+
+class CustomerAddressReply(Contract):
+    type = "customer.address.reply"
+    address: Address | None = None
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry: who produces and who consumes what
 
@@ -495,6 +535,7 @@ REQUESTS: dict[str, RequestSpec] = {
         RequestSpec(GetBasketSnapshot, BasketSnapshotReply, "basket", ("orders",)),
         RequestSpec(QuoteShipping, ShippingQuoteReply, "shipping", ("orders",)),
         RequestSpec(ResolvePayment, ResolvePaymentReply, "payments", ("orders",)),
+        RequestSpec(GetCustomerAddress, CustomerAddressReply, "customers", ("orders",)),
     )
 }
 

@@ -463,6 +463,16 @@ def require_customer(request: web.Request) -> str:
     return who["sub"]
 
 
+def optional_customer(request: web.Request) -> str | None:
+    """A guest's routes that also serve a signed-in customer (`customer="optional"`): the customer's
+    id when the gateway passed one on, else None (a guest: no customer's basket or order is theirs).
+    A 401 for an identity unsigned or badly signed, as everywhere."""
+    who = identity(request)
+    if who is None or CUSTOMER_ROLE not in who["roles"]:
+        return None
+    return who["sub"]
+
+
 # What aiohttp decodes (br and zstd only with optional packages, so not offered); "identity" is
 # no encoding at all.
 CONTENT_ENCODINGS = frozenset({"gzip", "deflate", "identity"})

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
 
 PREFIX = "/api/v1"
+# `Operation.customer` of a guest operation that also knows a signed-in customer.
+OPTIONAL = "optional"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,8 +47,11 @@ class Operation:
     summary: str
     admin: bool = False  # the gateway asks for an admin token; the service checks the identity too
     # A signed-in customer's: the gateway asks for the customer's access token and passes the
-    # customer on as the identity; the service checks it too.
-    customer: bool = False
+    # customer on as the identity; the service checks it too. `OPTIONAL`: a guest's operation that
+    # also serves a signed-in customer: without a token the caller is a guest, with one the token
+    # must be valid (an expired one is a 401, never a guest) and the customer is passed on. With
+    # `admin=True` too: an admin's token or a customer's, each passed on as its identity.
+    customer: bool | Literal["optional"] = False
     request: type[BaseModel] | None = None  # the JSON body
     query: type[BaseModel] | None = None  # its fields are the query parameters
     response: type[BaseModel] | None = None  # the body of a success

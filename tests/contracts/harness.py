@@ -29,6 +29,9 @@ from basket import queries as basket_queries
 from basket.app import create_app as basket_app
 from basket.seed import CATALOGUE, DEFAULTS
 from basket.settings import BasketSettings
+from customers import queries as customers_queries
+from customers.app import create_app as customers_app
+from customers.settings import CustomersSettings
 from orders.app import create_app as orders_app
 from orders.settings import OrdersSettings
 from payments.app import create_app as payments_app
@@ -102,6 +105,47 @@ async def basket_data(conn: asyncpg.Connection) -> Seeded:
     )
 
 
+async def customers_data(conn: asyncpg.Connection) -> Seeded:
+    """Two customers, the first with an address in their book."""
+    customer_ids = []
+    for name in ("ada", "bob"):
+        customer = {"id": new_id(), "email": f"{name}-{new_id()}@example.com", "firstname": name, "lastname": "Test"}
+        blanks = dict.fromkeys(("company_name", "vat_no", "contact_number", "alt_contact_number"))
+        values = customer | blanks | {"password_hash": "not-a-hash"}  # never signs in
+        customer_ids.append((await customers_queries.insert_customer(conn, values))["id"])
+    address = {
+        "id": new_id(),
+        "customer_id": customer_ids[0],
+        "firstname": "Ada",
+        "lastname": "Lovelace",
+        "address": "12 St James's Square",
+        "city": "London",
+        "state": "Greater London",
+        "postal_code": "SW1Y 4JH",
+        "country": "GB",
+    }
+    address_id = (await customers_queries.insert_address(conn, address))["id"]
+    return Seeded(
+        {
+            "customer_id": st.one_of(st.sampled_from(customer_ids), IDS),
+            "address_id": st.one_of(st.just(address_id), IDS),
+        },
+        [
+            (
+                "customer.address",
+                {"customer_id": customer_ids[0], "address_id": address_id},
+                lambda reply: reply.address is not None and reply.address.zip == "SW1Y 4JH",
+            ),
+            # Another customer's address is unknown to them.
+            (
+                "customer.address",
+                {"customer_id": customer_ids[1], "address_id": address_id},
+                lambda reply: reply.address is None,
+            ),
+        ],
+    )
+
+
 async def shipping_data(conn: asyncpg.Connection) -> Seeded:
     """The demo shipping table (UK and Europe zones), unless the session's stack loaded it already."""
     await load_demo(conn)
@@ -162,6 +206,7 @@ class Service:
 SERVICES = {
     "basket": Service("basket", BasketSettings, basket_app, data=basket_data),
     "orders": Service("orders", OrdersSettings, orders_app),
+    "customers": Service("customers", CustomersSettings, customers_app, data=customers_data),
     "shipping": Service("shipping", ShippingSettings, shipping_app, data=shipping_data),
     "payments": Service(
         "payments", PaymentsSettings, payments_app, data=payments_data, settings_overrides=(("side_pool_max", 2),)

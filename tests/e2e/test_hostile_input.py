@@ -44,6 +44,7 @@ GATEWAY_BODY_LIMIT = GatewaySettings().max_body_bytes
 BODILESS_WRITES = {
     ("DELETE", "/basket-lines/{id}"),
     ("DELETE", "/baskets/{id}"),
+    ("DELETE", "/baskets/{id}/discounts"),
     ("POST", "/orders/{id}/expire"),
     ("POST", "/payments/{id}/void"),
 }

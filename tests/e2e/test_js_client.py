@@ -67,8 +67,11 @@ AROUND_CHECKOUT = {
     "getOrdersTypes",
     "getOrdersIdInvoice",
 }
-# The two answers the script asks to be refused: a deleted basket, and a second order from a used one.
-REFUSED = [("getBasketsBasketId", 404), ("postOrders", 403)]
+# A signed-in customer's checkout with the calls the client has (the token in baseOptions.headers).
+SIGNED_IN = {"postBasketsBasketIdClaim", "getBasketsCurrent", "postBasketsResolve", "getOrders"}
+# The answers the script asks to be refused: a deleted basket, a second order from a used one, and
+# a signed-in customer's order to a guest.
+REFUSED = [("getBasketsBasketId", 404), ("postOrders", 403), ("getOrdersOrderId", 404)]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +121,7 @@ async def test_the_published_getcandy_client_places_an_order_through_the_gateway
     assert code == 0, f"checkout.js exited {code}:\n{stderr}"
     summary: dict[str, Any] = json.loads(stdout)
     assert summary["client"] == "@getcandy/js-client@0.12.1"
-    assert CHECKOUT | AROUND_CHECKOUT <= set(summary["client_methods_used"])
+    assert CHECKOUT | AROUND_CHECKOUT | SIGNED_IN <= set(summary["client_methods_used"])
     refused = [(call["method"], call["status"]) for call in summary["calls"] if call["status"] >= 300]
     assert refused == REFUSED
     assert all(call["route"] for call in summary["calls"])
@@ -137,6 +140,11 @@ async def test_the_published_getcandy_client_places_an_order_through_the_gateway
     assert placed["reference"] == order["reference"] and placed["order_total"] == order["order_total"]
     captured = [t for t in placed["transactions"]["data"] if t["success"] and not t["refund"]]
     assert [t["amount"] for t in captured] == [order["order_total"]]
+    # The signed-in customer's order: theirs alone, and the first of their order history.
+    signed_in = summary["signed_in"]
+    assert signed_in["orders_listed"] == 1
+    async with session.get(f"{stack.gateway}/orders/{signed_in['order_id']}") as response:
+        assert response.status == 404
 
 
 async def test_the_script_stops_at_the_first_call_the_gateway_refuses(stack: Stack, node: str) -> None:

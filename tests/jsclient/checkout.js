@@ -244,8 +244,11 @@ class Shapes {
 // Calls through the client, recorded for the summary.
 
 class Storefront {
-  constructor(baseUrl, routes, shapes) {
-    const configuration = new candy.Configuration({ basePath: baseUrl });
+  // With `accessToken`, a signed-in customer's storefront: the client never sends a token itself
+  // (README.md), so it goes in baseOptions.headers, on every call.
+  constructor(baseUrl, routes, shapes, accessToken) {
+    const baseOptions = accessToken ? { headers: { Authorization: `Bearer ${accessToken}` } } : undefined;
+    const configuration = new candy.Configuration({ basePath: baseUrl, baseOptions });
     this.apis = {
       products: new candy.ProductsApi(configuration),
       variants: new candy.ProductVariantsApi(configuration),
@@ -511,6 +514,59 @@ async function confirm(shop, orderId, variant) {
   return order;
 }
 
+// Set-up outside the client, its failure reported by status and body only (never the request,
+// which carries a password or a token).
+async function setUp(route, request) {
+  try {
+    return await request();
+  } catch (error) {
+    if (!error.response) throw new Error(`set-up ${route}: ${error.code || error.message}`);
+    const { status, data } = error.response;
+    throw new Mismatch(`set-up ${route} answered HTTP ${status}: ${JSON.stringify(data)}`);
+  }
+}
+
+// A new customer, signed in: raw axios, as the client's postCustomers sends upstream's fields as
+// query parameters (our POST /customers takes a JSON body) and it has no method for the OAuth2
+// token endpoint. The access token.
+async function signUp(baseUrl) {
+  const suffix = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+  const account = { firstname: 'Ada', lastname: 'Lovelace', email: `js-client-${suffix}@example.com` };
+  account.password = `Js-${suffix}-${Math.random().toString(36).slice(2, 10)}`;
+  await setUp('POST /customers', () => axios.post(`${baseUrl}/customers`, account));
+  const grant = new URLSearchParams({ grant_type: 'password', username: account.email, password: account.password });
+  const tokens = (await setUp('POST /oauth/token', () => axios.post(`${baseUrl}/oauth/token`, grant))).data;
+  expect(tokens.token_type === 'Bearer' && typeof tokens.access_token === 'string', 'POST /oauth/token: no token');
+  return tokens.access_token;
+}
+
+// A customer who shopped as a guest signs in: claims the basket made before signing in, merges a
+// second guest basket into it (resolve), checks it out with the token on every call, and finds the
+// order first in their order history; to a guest holding its id the order is unknown.
+async function signedInCheckout(guest, baseUrl, variant, address) {
+  const shop = new Storefront(baseUrl, guest.routes, guest.shapes, await signUp(baseUrl));
+  shop.calls = guest.calls;
+  const one = { variants: [{ id: variant.id, quantity: 1 }] };
+  const before = await guest.data('baskets.postBaskets', [one], 'BasketResponse');
+  const claimed = await shop.data('baskets.postBasketsBasketIdClaim', [before.id], 'BasketResponse');
+  expect(claimed.id === before.id, `postBasketsBasketIdClaim: ${claimed.id}, expected ${before.id}`);
+  const lines = including('lines');
+  let current = await shop.data('baskets.getBasketsCurrent', [lines], 'BasketResponse', INCLUDE_VIA_OPTIONS);
+  expect(current.id === before.id, `getBasketsCurrent: ${current.id}, expected the claimed ${before.id}`);
+  const other = await guest.data('baskets.postBaskets', [one], 'BasketResponse');
+  const resolve = [{ basket_id: other.id }, lines];
+  current = await shop.data('baskets.postBasketsResolve', resolve, 'BasketResponse', INCLUDE_VIA_OPTIONS);
+  const merged = current.lines.data.map((l) => l.quantity);
+  expect(current.id === before.id && `${merged}` === '2', `postBasketsResolve: ${current.id}, quantities ${merged}`);
+
+  const orderId = await prepareOrder(shop, current, address);
+  await pay(shop, orderId);
+  const history = await shop.body('orders.getOrders', [], 'OrderCollection');
+  expect(history.data.length > 0 && history.data[0].id === orderId, `getOrders: ${history.data.map((o) => o.id)}`);
+  await guest.refused('orders.getOrdersOrderId', [orderId], 404, "a signed-in customer's order, to a guest");
+  return { order_id: orderId, basket_id: current.id, orders_listed: history.meta.total };
+}
+
 async function checkout(baseUrl, adminToken) {
   const routes = loadRoutes();
   const shapes = new Shapes(loadModels());
@@ -526,6 +582,7 @@ async function checkout(baseUrl, adminToken) {
   const order = await confirm(shop, orderId, variant);
   // The placed order's basket is used: upstream refused a second order from it, and so do we.
   await shop.refused('orders.postOrders', [{ basket_id: basket.id }], 403, "the placed order's basket");
+  summary.signed_in = await signedInCheckout(shop, baseUrl, variant, { ...UK_ADDRESS, country: country.name });
 
   const report = shapes.report();
   for (const [name, fields] of Object.entries(report.absent)) {
@@ -535,7 +592,10 @@ async function checkout(baseUrl, adminToken) {
   summary.order = { id: orderId, reference: order.reference, status: order.status, order_total: order.order_total };
   summary.calls = shop.calls;
   summary.client_methods_used = [...new Set(shop.calls.map((c) => c.method))].sort();
-  summary.set_up_without_client = adminToken ? ['POST /products (admin: the product bought here)'] : [];
+  summary.set_up_without_client = [
+    ...(adminToken ? ['POST /products (admin: the product bought here)'] : []),
+    'POST /customers, POST /oauth/token (the signed-in customer)',
+  ];
   summary.served_without_client_method = await servedWithoutClientMethod(baseUrl, routes);
   return Object.assign(summary, report);
 }
@@ -547,7 +607,9 @@ async function servedWithoutClientMethod(baseUrl, routes) {
   const missing = [];
   for (const [route, operations] of Object.entries(document.paths)) {
     for (const [verb, operation] of Object.entries(operations)) {
-      if (operation['x-commerce-admin'] || operation['x-commerce-customer'] || route === '/openapi.json') continue;
+      // A guest's routes that also serve a customer (`x-commerce-customer: "optional"`) are a guest's.
+      const signedInOnly = operation['x-commerce-customer'] === true;
+      if (operation['x-commerce-admin'] || signedInOnly || route === '/openapi.json') continue;
       const name = `${verb.toUpperCase()} ${route}`;
       if (!covered.has(routeKey(name))) missing.push(name);
     }

@@ -37,6 +37,7 @@ from shared.http import (
     is_id,
     model_response,
     new_id,
+    optional_customer,
     path_id,
     read_json,
 )
@@ -50,10 +51,12 @@ MSG_IN_FLIGHT = "This basket's order is being processed"
 
 
 async def get_basket(request: web.Request) -> web.Response:
-    row = await queries.basket_with_lines(request.app[runtime.POOL], path_id(request))
+    pool = request.app[runtime.POOL]
+    row = _visible(await queries.basket_with_lines(pool, path_id(request)), request)
     if row is None:
         raise NotFound()
-    return model_response(views.BasketResponse(data=views.basket_view(row, row["lines"], includes(request))))
+    discounts = await queries.basket_discounts(pool, row["id"])
+    return model_response(views.BasketResponse(data=views.basket_view(row, row["lines"], includes(request), discounts)))
 
 
 async def create_basket(request: web.Request) -> web.Response:
@@ -63,7 +66,7 @@ async def create_basket(request: web.Request) -> web.Response:
     async with runtime.unit_of_work(request) as uow:
         if body.basket_id is None:
             return await _new_basket(request, uow, currency, body)
-        basket = await _basket_from_body(uow.conn, body.basket_id)
+        basket = await _basket_from_body(request, uow.conn, body.basket_id)
         checked = await _check_variants(uow.conn, body.variants, {})
         await queries.delete_all_lines(uow.conn, basket["id"])
         await _upsert_lines(uow.conn, basket["id"], checked)
@@ -77,15 +80,18 @@ async def _new_basket(request: web.Request, uow: UnitOfWork, currency: str, body
         {"id": new_id(), "variant_id": item.id, "quantity": quantity, "meta": item.meta or {}}
         for item, quantity in checked
     ]
-    basket = await queries.insert_basket_with_lines(uow.conn, new_id(), currency, body.meta or {}, lines)
+    basket = await queries.insert_basket_with_lines(
+        uow.conn, new_id(), currency, body.meta or {}, lines, customer_id=optional_customer(request)
+    )
     # The lines as `basket_lines` returns them, from the variants already read.
     line_rows = [
         dict(variants[line["variant_id"]])
         | {"line_id": line["id"], "line_quantity": line["quantity"], "line_meta": line["meta"]}
         for line in lines
     ]
-    uow.emit(_changed(basket, line_rows))
-    return model_response(views.BasketResponse(data=views.basket_view(basket, line_rows, includes(request))))
+    discounts = await queries.basket_discounts(uow.conn, basket["id"])  # automatic ones may apply
+    uow.emit(_changed(basket, line_rows, discounts))
+    return model_response(views.BasketResponse(data=views.basket_view(basket, line_rows, includes(request), discounts)))
 
 
 async def add_lines(request: web.Request) -> web.Response:
@@ -94,11 +100,13 @@ async def add_lines(request: web.Request) -> web.Response:
     async with runtime.unit_of_work(request) as uow:
         basket, current = None, {}
         if body.basket_id is not None:
-            basket = await _basket_from_body(uow.conn, body.basket_id)
+            basket = await _basket_from_body(request, uow.conn, body.basket_id)
             current = {row["id"]: row["line_quantity"] for row in await queries.basket_lines(uow.conn, basket["id"])}
         checked = await _check_variants(uow.conn, body.variants, current)
         if basket is None:
-            basket = await queries.insert_basket(uow.conn, new_id(), settings_of(request).base_currency, {})
+            basket = await queries.insert_basket(
+                uow.conn, new_id(), settings_of(request).base_currency, {}, optional_customer(request)
+            )
         await _upsert_lines(uow.conn, basket["id"], checked)
         return await _finish(request, uow, basket, body.meta)
 
@@ -107,7 +115,7 @@ async def update_line(request: web.Request) -> web.Response:
     line_id = path_id(request)
     body = await read_json(request, LineQuantity)
     async with runtime.unit_of_work(request) as uow:
-        line, basket = await _locked_line(uow.conn, line_id)
+        line, basket = await _locked_line(request, uow.conn, line_id)
         _check_change(body.quantity)
         await _set_quantity(uow.conn, line, body.quantity)
         return await _finish(request, uow, basket)
@@ -117,7 +125,7 @@ async def add_to_line(request: web.Request) -> web.Response:
     line_id = path_id(request)
     body = await read_json(request, LineQuantityChange)
     async with runtime.unit_of_work(request) as uow:
-        line, basket = await _locked_line(uow.conn, line_id)
+        line, basket = await _locked_line(request, uow.conn, line_id)
         _check_change(body.quantity)
         await _set_quantity(uow.conn, line, line["quantity"] + body.quantity)
         return await _finish(request, uow, basket)
@@ -127,7 +135,7 @@ async def remove_from_line(request: web.Request) -> web.Response:
     line_id = path_id(request)
     body = await read_json(request, LineQuantityChange)
     async with runtime.unit_of_work(request) as uow:
-        line, basket = await _locked_line(uow.conn, line_id)
+        line, basket = await _locked_line(request, uow.conn, line_id)
         _check_change(body.quantity)
         remaining = line["quantity"] - body.quantity
         if remaining <= 0:
@@ -140,7 +148,7 @@ async def remove_from_line(request: web.Request) -> web.Response:
 async def delete_line(request: web.Request) -> web.Response:
     line_id = path_id(request)
     async with runtime.unit_of_work(request) as uow:
-        line, basket = await _locked_line(uow.conn, line_id)
+        line, basket = await _locked_line(request, uow.conn, line_id)
         await queries.delete_lines(uow.conn, basket["id"], [line["id"]])
         return await _finish(request, uow, basket)
 
@@ -152,15 +160,15 @@ async def delete_lines(request: web.Request) -> web.Response:
     async with runtime.unit_of_work(request) as uow:
         found = await queries.lines_by_id(uow.conn, [i for i in ids if is_id(i)])
         basket_id = found[ids[0]]["basket_id"] if ids[0] in found else None
+        # Another customer's lines are unknown ones.
+        basket = _visible(await queries.lock_basket(uow.conn, basket_id), request) if basket_id else None
         errors = {
             f"lines.{index}.id": [f"The selected lines.{index}.id is invalid."]
             for index, line_id in enumerate(ids)
-            if line_id not in found or found[line_id]["basket_id"] != basket_id
+            if basket is None or line_id not in found or found[line_id]["basket_id"] != basket_id
         }
-        if errors or basket_id is None:
+        if errors or basket is None:
             raise ValidationFailed(errors)
-        basket = await queries.lock_basket(uow.conn, basket_id)
-        assert basket is not None  # lines go with their basket (ON DELETE CASCADE)
         _ensure_changeable(basket)
         # Deleting ids that a concurrent change removed meanwhile deletes nothing: the same end.
         await queries.delete_lines(uow.conn, basket_id, ids)
@@ -173,7 +181,7 @@ async def set_meta(request: web.Request) -> web.Response:
     basket_id = path_id(request)
     body = await read_json(request, BasketMeta)
     async with runtime.unit_of_work(request) as uow:
-        basket = await _locked_basket(uow.conn, basket_id)
+        basket = await _locked_basket(request, uow.conn, basket_id)
         meta = _merged_meta(basket["meta"] or {}, body.key, body.value)
         return await _finish(request, uow, basket, meta)
 
@@ -185,11 +193,12 @@ async def update_basket(request: web.Request) -> web.Response:
     basket_id = path_id(request)
     body = await read_json(request, UpdateBasket)
     async with runtime.unit_of_work(request) as uow:
-        basket = await _locked_basket(uow.conn, basket_id)
+        basket = await _locked_basket(request, uow.conn, basket_id)
         if body.currency is not None and body.currency.upper() != basket["currency"]:
             raise ValidationFailed.one("currency", "The selected currency is invalid.")
         lines = await queries.basket_lines(uow.conn, basket["id"])
-    return model_response(views.BasketResponse(data=views.basket_view(basket, lines, includes(request))))
+        discounts = await queries.basket_discounts(uow.conn, basket["id"])
+    return model_response(views.BasketResponse(data=views.basket_view(basket, lines, includes(request), discounts)))
 
 
 async def delete_basket(request: web.Request) -> web.Response:
@@ -198,12 +207,12 @@ async def delete_basket(request: web.Request) -> web.Response:
     only a checkout's reservation does, and that one stays with its order."""
     basket_id = path_id(request)
     async with runtime.unit_of_work(request) as uow:
-        basket = await _locked_basket(uow.conn, basket_id)
+        basket = await _locked_basket(request, uow.conn, basket_id)
         if await queries.checkout_in_flight(uow.conn, basket_id):
             raise ApiError(409, MSG_IN_FLIGHT)
         if not await queries.delete_basket(uow.conn, basket_id, basket["version"]):
             raise ApiError(409, "The basket changed meanwhile, please retry")
-        uow.emit(_changed(basket, []))
+        uow.emit(_changed(basket, [], []))
     return model_response(views.SuccessResponse(success=views.Success(http_code=200, message=None)))
 
 
@@ -223,9 +232,18 @@ def _ensure_changeable(basket: Row) -> None:
         raise ApiError(403, domain.MSG_BASKET_USED)
 
 
-async def _locked_basket(conn: asyncpg.Connection, basket_id: str) -> Row:
+def _visible(basket: Row | None, request: web.Request) -> Row | None:
+    """The basket if the caller may see it (`domain.visible_to`), else None: to anyone but its
+    customer, a customer's basket is an unknown one."""
+    caller = optional_customer(request)
+    if basket is None or not domain.visible_to(basket["customer_id"], basket["saved_name"] is not None, caller):
+        return None
+    return basket
+
+
+async def _locked_basket(request: web.Request, conn: asyncpg.Connection, basket_id: str) -> Row:
     """The basket named in the path, locked; 404 for an unknown one, 403 for a used one."""
-    basket = await queries.lock_basket(conn, basket_id)
+    basket = _visible(await queries.lock_basket(conn, basket_id), request)
     if basket is None:
         raise NotFound()
     _ensure_changeable(basket)
@@ -240,22 +258,25 @@ def _merged_meta(current: dict, key: str, value: object) -> dict:
         raise ValidationFailed({"meta": messages}) from exc
 
 
-async def _basket_from_body(conn: asyncpg.Connection, basket_id: str) -> Row:
+async def _basket_from_body(request: web.Request, conn: asyncpg.Connection, basket_id: str) -> Row:
     """The locked basket named in a body; 422 for an unknown id, 403 for a used basket."""
-    row = await queries.lock_basket(conn, basket_id) if is_id(basket_id) else None
+    row = _visible(await queries.lock_basket(conn, basket_id), request) if is_id(basket_id) else None
     if row is None:
         raise ValidationFailed.one("basket_id", "The selected basket id is invalid.")
     _ensure_changeable(row)
     return row
 
 
-async def _locked_line(conn: asyncpg.Connection, line_id: str) -> tuple[Row, Row]:
-    """A line and its basket, the basket locked; 404 for an unknown line, 403 for a used basket."""
+async def _locked_line(request: web.Request, conn: asyncpg.Connection, line_id: str) -> tuple[Row, Row]:
+    """A line and its basket, the basket locked; 404 for an unknown line (or another customer's),
+    403 for a used basket."""
     line = await queries.line(conn, line_id)
     if line is None:
         raise NotFound()
-    basket = await queries.lock_basket(conn, line["basket_id"])
-    assert basket is not None  # lines go with their basket (ON DELETE CASCADE)
+    # Lines go with their basket (ON DELETE CASCADE): None only when it is not the caller's.
+    basket = _visible(await queries.lock_basket(conn, line["basket_id"]), request)
+    if basket is None:
+        raise NotFound()
     _ensure_changeable(basket)
     # Read again under the lock: a concurrent change may have changed or deleted it.
     line = await queries.line(conn, line_id)
@@ -331,17 +352,20 @@ async def _finish(request: web.Request, uow: UnitOfWork, basket: Row, meta: dict
         # Only reachable if someone changed the row without its lock: refuse rather than guess.
         raise ApiError(409, "The basket changed meanwhile, please retry")
     lines = await queries.basket_lines(uow.conn, basket["id"])
-    uow.emit(_changed(updated, lines))
-    return model_response(views.BasketResponse(data=views.basket_view(updated, lines, includes(request))))
+    discounts = await queries.basket_discounts(uow.conn, basket["id"])
+    uow.emit(_changed(updated, lines, discounts))
+    return model_response(views.BasketResponse(data=views.basket_view(updated, lines, includes(request), discounts)))
 
 
-def _changed(basket: Row, lines: list) -> BasketChanged:
-    totals = views.price_lines(lines).totals
+def _changed(basket: Row, lines: list, discounts: list) -> BasketChanged:
+    """`discounts`: `queries.basket_discounts` of the basket, as it is rendered."""
+    totals = views.price_lines(lines, discounts, basket["currency"]).totals
     return BasketChanged(
         basket_id=basket["id"],
         currency=basket["currency"],
         sub_total=totals.sub_total,
         tax_total=totals.tax_total,
+        discount_total=totals.discount_total,
         total=totals.total,
         line_count=len(lines),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
@@ -38,6 +39,7 @@ from shared.uow import UnitOfWork
 log = logging.getLogger(__name__)
 
 MSG_EMPTY = "The basket is empty"
+MSG_DISCOUNT_GONE = "This discount is no longer available."
 
 
 def subscriptions(app: web.Application) -> list[Subscription]:
@@ -65,7 +67,8 @@ def _per_variant(lines: list[LineQuantity]) -> list[tuple[str, int]]:
 
 
 async def on_order_stock_requested(uow: UnitOfWork, event: OrderStockRequested, *, ttl_seconds: float) -> None:
-    """Reserve every line or none; answer reserved or refused."""
+    """Reserve every line and a use of every discount the order uses, or nothing; answer reserved
+    or refused (stock and discount errors in one map)."""
     per_variant = _per_variant(event.lines)
     reservation, locked = await stock_queries.insert_reservation_locking_stock(
         uow.conn,
@@ -93,6 +96,8 @@ async def on_order_stock_requested(uow: UnitOfWork, event: OrderStockRequested, 
     }
     wanted = [(line.variant_id, line.quantity) for line in event.lines]
     errors = domain.reservation_errors(wanted, levels) if wanted else {"basket_id": [MSG_EMPTY]}
+    # The discounts the order uses are reserved with its stock, after it (variants, then discounts).
+    errors |= await _discount_errors(uow.conn, event)
     if errors:
         await stock_queries.set_refused(uow.conn, reservation["id"], errors)
         log.info("stock refused", extra={"order_id": event.order_id, "errors": errors})
@@ -100,8 +105,38 @@ async def on_order_stock_requested(uow: UnitOfWork, event: OrderStockRequested, 
         return
     lines = [(variant_id, levels[variant_id].sku, quantity) for variant_id, quantity in per_variant]
     await stock_queries.hold_stock(uow.conn, reservation["id"], lines)
+    uses = {use.discount_id: use.amount for use in event.discounts}
+    if uses:
+        await stock_queries.hold_discount_uses(
+            uow.conn, reservation["id"], event.order_id, domain.email_key(event.email), sorted(uses.items())
+        )
     log.info("stock reserved", extra={"order_id": event.order_id, "reservation_id": reservation["id"]})
     uow.emit(_reserved(event, reservation))
+
+
+async def _discount_errors(conn: asyncpg.Connection, event: OrderStockRequested) -> dict[str, list[str]]:
+    """Locks the discounts the order uses (in id order) and says why any cannot be used now:
+    deleted, disabled, not started, ended, or a limit reached (checkouts in flight count). Keyed
+    `coupon` for a coupon's (the shopper can remove it), else by the discount's position."""
+    if not event.discounts:
+        return {}
+    ids = sorted({use.discount_id for use in event.discounts})
+    locked = await stock_queries.lock_discounts(conn, ids)
+    email_key = domain.email_key(event.email)
+    by_email = await stock_queries.uses_by_email(conn, ids, email_key) if email_key else {}
+    now = datetime.now(UTC)
+    errors: dict[str, list[str]] = {}
+    for index, use in enumerate(event.discounts):
+        field = "coupon" if use.coupon else f"discounts.{index}.id"
+        row = locked.get(use.discount_id)
+        if row is None:
+            errors[field] = [domain.MSG_COUPON_INVALID if use.coupon else MSG_DISCOUNT_GONE]
+            continue
+        used = by_email.get(use.discount_id, 0) if email_key else None
+        refusal = domain.use_refusal(views.discount_terms(row), now, uses_by_email=used)
+        if refusal is not None:
+            errors[field] = [refusal]
+    return errors
 
 
 def _reserved(event: OrderStockRequested, reservation: asyncpg.Record) -> StockReserved:
@@ -223,8 +258,11 @@ async def on_order_failed(uow: UnitOfWork, event: OrderFailed) -> None:
 
 
 async def on_get_basket_snapshot(pool: asyncpg.Pool, request: GetBasketSnapshot) -> BasketSnapshotReply:
-    """A basket's current lines and totals for orders; `basket` is None for an unknown id."""
+    """A basket's current lines and totals for orders; `basket` is None for an unknown id, and for
+    a basket the asking customer may not see (`domain.visible_to`)."""
     basket = await queries.basket_with_lines(pool, request.basket_id) if is_id(request.basket_id) else None
-    if basket is None:
+    saved = basket is not None and basket["saved_name"] is not None
+    if basket is None or not domain.visible_to(basket["customer_id"], saved, request.customer_id):
         return BasketSnapshotReply(basket=None)
-    return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"]))
+    discounts_now = await queries.basket_discounts(pool, basket["id"])
+    return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"], discounts_now))

@@ -6,10 +6,11 @@ Requests are validated here (types and shapes); the business rules (stock, min_q
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from basket.domain import MAX_QUANTITY, Backorder
 from shared.http import Meta
@@ -142,8 +143,123 @@ class BasketMeta(Body):
     value: Annotated[Any, BeforeValidator(_present)] = Field(description="Any JSON value but null")
 
 
+class ResolveBasket(Body):
+    basket_id: str = Field(max_length=64, description="The guest basket to merge into the current one")
+    merge: bool = Field(
+        default=True,
+        description="false: the guest basket becomes the current one instead (upstream's overwrite), unmerged",
+    )
+
+
+class SaveBasket(Body):
+    name: str = Field(min_length=1, max_length=255, pattern=r"\S")
+
+
+class SavedBasketsQuery(Body):
+    page: Int = Field(default=1, ge=1, le=100_000)
+    per_page: Int = Field(default=25, ge=1, le=100)
+
+
 class UpdateBasket(Body):
     # Optional: GetCandy's published client sends this request without a body (no change).
     currency: str | None = Field(
         default=None, max_length=3, description="ISO 4217; only the basket's own currency for now"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: discounts (admin) and a basket's coupon
+
+
+def _locale_name(value: Any) -> Any:
+    # Upstream sent a name per locale ({"en": "Summer sale"}): the English one, else the first.
+    if isinstance(value, dict) and value:
+        return value.get("en", next(iter(value.values())))
+    return value
+
+
+DiscountName = Annotated[
+    str,
+    BeforeValidator(_locale_name),
+    Field(min_length=1, max_length=255, pattern=r"\S"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 255},
+                {"type": "object", "additionalProperties": {"type": "string"}, "description": "Per locale (upstream)"},
+            ]
+        }
+    ),
+]
+
+
+def _utc_moment(value: datetime) -> datetime:
+    # Upstream's examples carry no zone ("2019-06-04 14:27:02"): read as UTC. A moment that UTC
+    # cannot hold (year 9999 west of Greenwich) is refused here, not by the database driver.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("The date is out of range.") from exc
+
+
+Moment = Annotated[datetime, AfterValidator(_utc_moment)]
+Coupon = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
+Percentage = Annotated[Decimal, Field(gt=0, le=100, max_digits=5, decimal_places=2)]
+Amount = Annotated[Decimal, Field(gt=0, max_digits=9, decimal_places=2)]
+Limit = Annotated[Int, Field(ge=1, le=1_000_000_000)]
+Priority = Annotated[Int, Field(ge=-1000, le=1000)]
+Ids = Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=200)]
+
+
+class DiscountCreate(Body):
+    """A discount: a coupon (`coupon` set) or automatic. Times without a zone are UTC; `end_at` is
+    exclusive. At least one reward: `percentage`, `fixed_amount` or `free_shipping`."""
+
+    name: DiscountName
+    coupon: Coupon | None = Field(default=None, description="Unique whatever its case; null: automatic")
+    start_at: Moment | None = None
+    end_at: Moment | None = None
+    status: bool = Field(default=True, description="Enabled")
+    priority: Priority = Field(default=0, description="Higher first")
+    stop_rules: bool = Field(default=False, description="No discount after this one when it applies")
+    usage_limit: Limit | None = Field(default=None, description="Orders in all; null: no limit")
+    usage_limit_per_email: Limit | None = Field(default=None, description="Orders per contact email (coupons only)")
+    min_basket: Price = Field(default=Decimal(0), description="Minimum sub-total before tax, in major units")
+    product_ids: Ids = Field(default_factory=list, description="Applies to these products' lines (with variant_ids)")
+    variant_ids: Ids = Field(default_factory=list, description="Applies to these variants' lines; both empty: all")
+    percentage: Percentage | None = Field(default=None, description="Percent off the eligible lines (12.5)")
+    fixed_amount: Amount | None = Field(default=None, description="Off the eligible lines, in major units")
+    free_shipping: bool = False
+
+
+class DiscountUpdate(Body):
+    """The fields to change (the others are kept); null clears a field that may be empty.
+    `version`: the one read, refused with 409 if the discount changed since."""
+
+    name: DiscountName | None = None
+    coupon: Coupon | None = None
+    start_at: Moment | None = None
+    end_at: Moment | None = None
+    status: bool | None = None
+    priority: Priority | None = None
+    stop_rules: bool | None = None
+    usage_limit: Limit | None = None
+    usage_limit_per_email: Limit | None = None
+    min_basket: Price | None = None
+    product_ids: Ids | None = None
+    variant_ids: Ids | None = None
+    percentage: Percentage | None = None
+    fixed_amount: Amount | None = None
+    free_shipping: bool | None = None
+    version: Int | None = Field(default=None, ge=1, description="Compare-and-set: the version last read")
+
+
+class DiscountsQuery(Body):
+    page: Int = Field(default=1, ge=1, le=100_000)
+    per_page: Int | None = Field(default=None, ge=1, le=100)
+
+
+class ApplyCoupon(Body):
+    coupon: str = Field(min_length=1, max_length=64)

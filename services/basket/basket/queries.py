@@ -60,7 +60,7 @@ UPDATABLE_VARIANT_COLUMNS = frozenset(
 )
 
 PRODUCT_COLUMNS = "id, name, created_at, updated_at"
-BASKET_COLUMNS = "id, currency, meta, order_id, used_at, created_at, updated_at, version"
+BASKET_COLUMNS = "id, currency, meta, order_id, used_at, created_at, updated_at, version, customer_id, saved_name"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,14 +157,23 @@ async def update_variant(conn: asyncpg.Connection, variant_id: str, changes: dic
 
 
 async def insert_basket_with_lines(
-    conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict, lines: list[dict[str, Any]]
+    conn: asyncpg.Connection,
+    basket_id: str,
+    currency: str,
+    meta: dict,
+    lines: list[dict[str, Any]],
+    customer_id: str | None = None,
+    saved_name: str | None = None,
 ) -> asyncpg.Record:
     """A new basket and its lines (`id`, `variant_id`, `quantity`, `meta`; distinct variants, kept
-    in the order given), in one statement; the basket's row."""
+    in the order given), in one statement; the basket's row. A customer's from now when
+    `customer_id` is given; a saved copy when `saved_name` is."""
     return await conn.fetchrow(
         f"""
         WITH created AS (
-            INSERT INTO baskets (id, currency, meta) VALUES ($1, $2, $3) RETURNING {BASKET_COLUMNS}
+            INSERT INTO baskets (id, currency, meta, customer_id, owned_at, saved_name)
+            VALUES ($1, $2, $3, $5, CASE WHEN $5::text IS NOT NULL THEN now() END, $6)
+            RETURNING {BASKET_COLUMNS}
         ),
         added AS (
             INSERT INTO basket_lines (id, basket_id, variant_id, quantity, meta)
@@ -180,15 +189,22 @@ async def insert_basket_with_lines(
         currency,
         meta,
         lines,
+        customer_id,
+        saved_name,
     )
 
 
-async def insert_basket(conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict) -> asyncpg.Record:
+async def insert_basket(
+    conn: asyncpg.Connection, basket_id: str, currency: str, meta: dict, customer_id: str | None = None
+) -> asyncpg.Record:
+    """A new empty basket; the customer's from now when `customer_id` is given."""
     return await conn.fetchrow(
-        f"INSERT INTO baskets (id, currency, meta) VALUES ($1, $2, $3) RETURNING {BASKET_COLUMNS}",
+        "INSERT INTO baskets (id, currency, meta, customer_id, owned_at) "
+        f"VALUES ($1, $2, $3, $4, CASE WHEN $4::text IS NOT NULL THEN now() END) RETURNING {BASKET_COLUMNS}",
         basket_id,
         currency,
         meta,
+        customer_id,
     )
 
 
@@ -290,5 +306,234 @@ async def delete_basket(conn: asyncpg.Connection, basket_id: str, version: int) 
     """Compare-and-set on the version read under the lock; its lines go with it (ON DELETE CASCADE)."""
     deleted = await conn.fetchval(
         "DELETE FROM baskets WHERE id = $1 AND version = $2 AND order_id IS NULL RETURNING id", basket_id, version
+    )
+    return deleted is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Discounts and the coupons of baskets (`discounts.py`; their uses by checkouts are in
+# `stock_queries.py`)
+
+DISCOUNT_COLUMNS = """
+    id, name, coupon, status, priority, stop_rules, start_at, end_at, usage_limit, usage_limit_per_email,
+    currency, min_basket, product_ids, variant_ids, percentage_bp, fixed_amount, free_shipping, uses, reserved,
+    created_at, updated_at, version
+"""
+# What an admin sets (the order of `insert_discount`'s and `update_discount`'s parameters).
+DISCOUNT_SETTABLE = (
+    "name",
+    "coupon",
+    "status",
+    "priority",
+    "stop_rules",
+    "start_at",
+    "end_at",
+    "usage_limit",
+    "usage_limit_per_email",
+    "min_basket",
+    "product_ids",
+    "variant_ids",
+    "percentage_bp",
+    "fixed_amount",
+    "free_shipping",
+)
+_DISCOUNT_PARAMS = ", ".join(f"${i}" for i in range(3, 3 + len(DISCOUNT_SETTABLE)))
+
+
+async def insert_discount(
+    conn: asyncpg.Connection, discount_id: str, currency: str, values: dict[str, Any]
+) -> asyncpg.Record:
+    """`values`: every column of `DISCOUNT_SETTABLE`. A coupon code already taken (in any case)
+    raises `asyncpg.UniqueViolationError`."""
+    return await conn.fetchrow(
+        f"INSERT INTO discounts (id, currency, {', '.join(DISCOUNT_SETTABLE)}) VALUES ($1, $2, {_DISCOUNT_PARAMS}) "
+        f"RETURNING {DISCOUNT_COLUMNS}",
+        discount_id,
+        currency,
+        *(values[name] for name in DISCOUNT_SETTABLE),
+    )
+
+
+async def discount(conn: Conn, discount_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {DISCOUNT_COLUMNS} FROM discounts WHERE id = $1", discount_id)
+
+
+async def lock_discount(
+    conn: asyncpg.Connection, discount_id: str, *, for_delete: bool = False
+) -> asyncpg.Record | None:
+    """An update takes `FOR NO KEY UPDATE` (a basket applying the coupon meanwhile does not wait
+    on it); a delete takes `FOR UPDATE`."""
+    mode = "UPDATE" if for_delete else "NO KEY UPDATE"
+    return await conn.fetchrow(f"SELECT {DISCOUNT_COLUMNS} FROM discounts WHERE id = $1 FOR {mode}", discount_id)
+
+
+async def discounts_page(conn: Conn, limit: int, offset: int) -> tuple[int, list[asyncpg.Record]]:
+    total = await conn.fetchval("SELECT count(*) FROM discounts")
+    rows = await conn.fetch(
+        f"SELECT {DISCOUNT_COLUMNS} FROM discounts ORDER BY created_at, id LIMIT $1 OFFSET $2", limit, offset
+    )
+    return total, rows
+
+
+async def update_discount(
+    conn: asyncpg.Connection, discount_id: str, version: int, values: dict[str, Any]
+) -> asyncpg.Record | None:
+    """Every column of `DISCOUNT_SETTABLE` set from `values`: a compare-and-set on the version read
+    under the lock (None when it moved). A coupon code taken raises `asyncpg.UniqueViolationError`."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(DISCOUNT_SETTABLE, start=3))
+    return await conn.fetchrow(
+        f"UPDATE discounts SET {assignments}, updated_at = now(), version = version + 1 "
+        f"WHERE id = $1 AND version = $2 RETURNING {DISCOUNT_COLUMNS}",
+        discount_id,
+        version,
+        *(values[name] for name in DISCOUNT_SETTABLE),
+    )
+
+
+async def delete_discount(conn: asyncpg.Connection, discount_id: str) -> None:
+    """Baskets lose it as their coupon and its past uses go with it (ON DELETE CASCADE): the
+    orders placed with it keep their own copy."""
+    await conn.execute("DELETE FROM discounts WHERE id = $1", discount_id)
+
+
+async def discount_by_coupon(conn: asyncpg.Connection, coupon: str) -> asyncpg.Record | None:
+    """`FOR KEY SHARE`: a delete of the discount waits until the basket has it (and then takes it
+    away), or comes first and the coupon is unknown."""
+    return await conn.fetchrow(
+        f"SELECT {DISCOUNT_COLUMNS} FROM discounts WHERE lower(coupon) = lower($1) AND coupon IS NOT NULL "
+        "FOR KEY SHARE",
+        coupon,
+    )
+
+
+async def existing_product_ids(conn: asyncpg.Connection, product_ids: list[str]) -> set[str]:
+    rows = await conn.fetch("SELECT id FROM products WHERE id = ANY($1::text[])", product_ids)
+    return {row["id"] for row in rows}
+
+
+async def basket_discounts(conn: Conn, basket_id: str) -> list[asyncpg.Record]:
+    """What may discount the basket: its coupon's discount (whatever its state: pricing decides),
+    and the automatic discounts that are enabled, not ended and not used up."""
+    return await conn.fetch(
+        f"""
+        SELECT {DISCOUNT_COLUMNS} FROM discounts
+        WHERE id = (SELECT discount_id FROM basket_coupons WHERE basket_id = $1)
+        UNION ALL
+        SELECT {DISCOUNT_COLUMNS} FROM discounts
+        WHERE coupon IS NULL AND status AND (end_at IS NULL OR end_at > now())
+            AND (usage_limit IS NULL OR uses + reserved < usage_limit)
+        """,
+        basket_id,
+    )
+
+
+async def set_basket_coupon(conn: asyncpg.Connection, basket_id: str, discount_id: str) -> None:
+    """The basket's one coupon (replacing the one it had)."""
+    await conn.execute(
+        """
+        INSERT INTO basket_coupons (basket_id, discount_id) VALUES ($1, $2)
+        ON CONFLICT (basket_id) DO UPDATE SET discount_id = EXCLUDED.discount_id, applied_at = now()
+        """,
+        basket_id,
+        discount_id,
+    )
+
+
+async def remove_basket_coupon(conn: asyncpg.Connection, basket_id: str) -> bool:
+    """False when the basket had no coupon."""
+    removed = await conn.fetchval("DELETE FROM basket_coupons WHERE basket_id = $1 RETURNING basket_id", basket_id)
+    return removed is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Baskets of signed-in customers (`customer_baskets.py`)
+
+_B_COLUMNS = ", ".join(f"b.{name.strip()}" for name in BASKET_COLUMNS.split(","))
+# Basket b's lines as `basket_with_lines` gives them.
+_LINES_OF_B = f"(SELECT coalesce(json_agg(x ORDER BY x.seq), '[]') FROM ({_LINES} WHERE l.basket_id = b.id) x) AS lines"
+# The customer's ($1) current basket: the one most recently theirs, neither ordered, merged nor saved.
+_CURRENT = """
+    SELECT id FROM baskets
+    WHERE customer_id = $1 AND order_id IS NULL AND merged_into IS NULL AND saved_name IS NULL
+    ORDER BY owned_at DESC, id DESC LIMIT 1
+"""
+
+
+async def lock_customer_baskets(conn: asyncpg.Connection, customer_id: str) -> None:
+    """Until the transaction ends: serialises the changes that decide which of a customer's
+    baskets is the current one, or that count their saved ones (claim, resolve, save)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('basket.customer:' || $1, 0))", customer_id)
+
+
+async def current_basket_id(conn: asyncpg.Connection, customer_id: str) -> str | None:
+    return await conn.fetchval(_CURRENT, customer_id)
+
+
+async def current_basket_with_lines(conn: Conn, customer_id: str) -> asyncpg.Record | None:
+    """The customer's current basket and its `lines`, in one statement (as `basket_with_lines`)."""
+    return await conn.fetchrow(
+        f"SELECT {_B_COLUMNS}, {_LINES_OF_B} FROM baskets b WHERE b.id = ({_CURRENT})", customer_id
+    )
+
+
+async def claim_basket(
+    conn: asyncpg.Connection, basket_id: str, version: int, customer_id: str
+) -> asyncpg.Record | None:
+    """The basket is the customer's from now on (compare-and-set on the version read under the lock)."""
+    return await conn.fetchrow(
+        "UPDATE baskets SET customer_id = $3, owned_at = now(), version = version + 1, updated_at = now() "
+        f"WHERE id = $1 AND version = $2 AND order_id IS NULL RETURNING {BASKET_COLUMNS}",
+        basket_id,
+        version,
+        customer_id,
+    )
+
+
+async def mark_merged(conn: asyncpg.Connection, basket_id: str, version: int, into: str) -> asyncpg.Record | None:
+    """The basket (emptied by the caller) went into basket `into` (compare-and-set on the version)."""
+    return await conn.fetchrow(
+        "UPDATE baskets SET merged_into = $3, version = version + 1, updated_at = now() "
+        f"WHERE id = $1 AND version = $2 AND order_id IS NULL RETURNING {BASKET_COLUMNS}",
+        basket_id,
+        version,
+        into,
+    )
+
+
+async def count_saved(conn: Conn, customer_id: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM baskets WHERE customer_id = $1 AND saved_name IS NOT NULL", customer_id
+    )
+
+
+async def saved_baskets_page(conn: Conn, customer_id: str, limit: int, offset: int) -> list[asyncpg.Record]:
+    """The customer's saved baskets with their `lines`, newest first."""
+    return await conn.fetch(
+        f"SELECT {_B_COLUMNS}, {_LINES_OF_B} FROM baskets b "
+        "WHERE b.customer_id = $1 AND b.saved_name IS NOT NULL ORDER BY b.created_at DESC, b.id DESC "
+        "LIMIT $2 OFFSET $3",
+        customer_id,
+        limit,
+        offset,
+    )
+
+
+async def rename_saved(conn: asyncpg.Connection, basket_id: str, customer_id: str, name: str) -> asyncpg.Record | None:
+    """None when the customer has no saved basket of that id."""
+    return await conn.fetchrow(
+        "UPDATE baskets SET saved_name = $3, version = version + 1, updated_at = now() "
+        f"WHERE id = $1 AND customer_id = $2 AND saved_name IS NOT NULL RETURNING {BASKET_COLUMNS}",
+        basket_id,
+        customer_id,
+        name,
+    )
+
+
+async def delete_saved(conn: asyncpg.Connection, basket_id: str, customer_id: str) -> bool:
+    """Its lines go with it (ON DELETE CASCADE); False when the customer has no saved basket of that id."""
+    deleted = await conn.fetchval(
+        "DELETE FROM baskets WHERE id = $1 AND customer_id = $2 AND saved_name IS NOT NULL RETURNING id",
+        basket_id,
+        customer_id,
     )
     return deleted is not None

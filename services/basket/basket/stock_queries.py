@@ -196,6 +196,7 @@ async def commit_and_sell(
         basket_id,
         order_id,
     )
+    await _give_back_discount_uses(conn, reservation_id, committed=True, was_active=was_active)
 
 
 async def set_refused(conn: asyncpg.Connection, reservation_id: str, errors: dict[str, list[str]]) -> None:
@@ -231,6 +232,87 @@ async def release_reservation(conn: asyncpg.Connection, reservation_id: str, rea
         """,
         reservation_id,
         reason,
+    )
+    await _give_back_discount_uses(conn, reservation_id, committed=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discount uses: reserved with the stock, after it (variants first, then discounts, each in id
+# order, in every transaction that takes both), under the discounts' row locks.
+
+USE_COLUMNS = (
+    "id, name, coupon, status, priority, stop_rules, start_at, end_at, usage_limit, usage_limit_per_email, currency, "
+    "min_basket, product_ids, variant_ids, percentage_bp, fixed_amount, free_shipping, uses, reserved"
+)
+
+
+async def lock_discounts(conn: asyncpg.Connection, discount_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """The discounts, locked in id order (`FOR NO KEY UPDATE`: only their counters change)."""
+    rows = await conn.fetch(
+        f"SELECT {USE_COLUMNS} FROM discounts WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+        discount_ids,
+    )
+    return {row["id"]: row for row in rows}
+
+
+async def uses_by_email(conn: asyncpg.Connection, discount_ids: list[str], email_key: str) -> dict[str, int]:
+    """How many checkouts with this email hold or have used each discount (placed orders and
+    checkouts in flight), read under the discounts' locks."""
+    rows = await conn.fetch(
+        """
+        SELECT u.discount_id, count(*) AS uses
+        FROM discount_uses u JOIN stock_reservations r ON r.id = u.reservation_id
+        WHERE u.discount_id = ANY($1::text[]) AND u.email_key = $2 AND r.status IN ('active', 'committed')
+        GROUP BY u.discount_id
+        """,
+        discount_ids,
+        email_key,
+    )
+    return {row["discount_id"]: row["uses"] for row in rows}
+
+
+async def hold_discount_uses(
+    conn: asyncpg.Connection, reservation_id: str, order_id: str, email_key: str | None, uses: list[tuple[str, int]]
+) -> None:
+    """An active reservation's discount uses (`uses`: discount id and amount, one per discount,
+    locked by `lock_discounts`), each held on its discount."""
+    await conn.execute(
+        """
+        WITH used AS (
+            INSERT INTO discount_uses (reservation_id, discount_id, order_id, email_key, amount)
+            SELECT $1, discount_id, $2, $3, amount FROM unnest($4::text[], $5::bigint[]) AS t(discount_id, amount)
+            RETURNING discount_id
+        )
+        UPDATE discounts d SET reserved = d.reserved + 1 FROM used WHERE d.id = used.discount_id
+        """,
+        reservation_id,
+        order_id,
+        email_key,
+        [discount_id for discount_id, _ in uses],
+        [amount for _, amount in uses],
+    )
+
+
+async def _give_back_discount_uses(
+    conn: asyncpg.Connection, reservation_id: str, *, committed: bool, was_active: bool = True
+) -> None:
+    """The uses a reservation held, once it is released (given back) or committed (counted; given
+    back too if it was still active); discounts locked in id order."""
+    await conn.execute(
+        """
+        WITH held AS (
+            SELECT discount_id FROM discount_uses WHERE reservation_id = $1
+        ),
+        locked AS (
+            SELECT d.id FROM discounts d JOIN held ON held.discount_id = d.id ORDER BY d.id FOR NO KEY UPDATE OF d
+        )
+        UPDATE discounts d SET reserved = d.reserved - CASE WHEN $3 THEN 1 ELSE 0 END,
+            uses = d.uses + CASE WHEN $2 THEN 1 ELSE 0 END
+        FROM locked WHERE d.id = locked.id
+        """,
+        reservation_id,
+        committed,
+        was_active,
     )
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
 from basket import domain
 from shared import money
-from shared.contracts import BasketSnapshot, BasketSnapshotLine
-from shared.http import PaginationLinks, PaginationMeta
+from shared.contracts import BasketSnapshot, BasketSnapshotLine, DiscountUse
+from shared.http import PaginationLinks, PaginationMeta, wire_timestamp
 
 Row = Mapping[str, Any]
 # An amount (or rate) as upstream sent it: 25 when whole, 12.5 otherwise (`money.to_major_number`);
@@ -120,10 +121,48 @@ class BasketOut(BaseModel):
     meta: dict[str, Any]
     changed: bool
     lines: BasketLineList | None = None
+    discounts: BasketDiscountList | None = Field(default=None, description="With include=discounts: those that apply")
+
+
+class BasketDiscountOut(BaseModel):
+    """A discount the basket gets: `amount` off its goods (major units); free shipping waives the
+    order's shipping line."""
+
+    id: str
+    name: str
+    coupon: str | None
+    amount: Number
+    free_shipping: bool
+
+
+class BasketDiscountList(BaseModel):
+    data: list[BasketDiscountOut]
 
 
 class BasketResponse(BaseModel):
     data: BasketOut
+
+
+class BasketData(BaseModel):
+    data: BasketOut
+
+
+class SavedBasketOut(BaseModel):
+    """Upstream's saved basket: its own id (here the copy's), its name, the copy."""
+
+    id: str
+    name: str
+    basket: BasketData
+
+
+class SavedBasketResponse(BaseModel):
+    data: SavedBasketOut
+
+
+class SavedBasketCollection(BaseModel):
+    data: list[SavedBasketOut]
+    meta: PaginationMeta
+    links: PaginationLinks
 
 
 class Success(BaseModel):
@@ -137,7 +176,48 @@ class SuccessResponse(BaseModel):
     success: Success
 
 
+class DiscountOut(BaseModel):
+    """A discount as an admin sees it: upstream's fields (`name`, `start_at`, `end_at`,
+    `priority`, `status` = enabled, `stop_rules`, `uses`), its coupon (null: automatic), its
+    limits, criteria and rewards."""
+
+    id: str
+    name: str
+    attribute_data: dict[str, Any]
+    coupon: str | None = Field(description="null: automatic, for every basket that meets the criteria")
+    status: bool = Field(description="Enabled")
+    priority: int
+    stop_rules: bool
+    start_at: str | None
+    end_at: str | None
+    uses: int = Field(description="Orders placed with it")
+    reserved: int = Field(description="Checkouts in flight that hold a use")
+    usage_limit: int | None
+    usage_limit_per_email: int | None
+    currency: str
+    min_basket: Number = Field(description="Minimum basket sub-total before tax, in major units")
+    product_ids: list[str]
+    variant_ids: list[str]
+    percentage: Number | None = Field(description="Percent off the eligible lines")
+    fixed_amount: Number | None = Field(description="Off the eligible lines, in major units")
+    free_shipping: bool
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class DiscountResponse(BaseModel):
+    data: DiscountOut
+
+
+class DiscountCollection(BaseModel):
+    data: list[DiscountOut]
+    meta: PaginationMeta
+    links: PaginationLinks
+
+
 ProductOut.model_rebuild()
+BasketOut.model_rebuild()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,18 +287,58 @@ class PricedBasket:
     lines: list[tuple[Row, domain.LineAmounts]]
     totals: domain.Totals
     weight_grams: int
+    discounts: list[domain.AppliedDiscount]
+    free_shipping: bool
 
 
-def price_lines(line_rows: Sequence[Row]) -> PricedBasket:
-    """`line_rows` from `queries.basket_lines`: each line with its variant's columns."""
-    lines = [(row, domain.price_line(row["price"], row["line_quantity"], row["tax_rate_bp"])) for row in line_rows]
+def discount_terms(row: Row) -> domain.DiscountTerms:
+    """A row of `queries.DISCOUNT_COLUMNS` as pricing sees it."""
+    return domain.DiscountTerms(
+        id=row["id"],
+        name=row["name"],
+        coupon=row["coupon"],
+        enabled=row["status"],
+        priority=row["priority"],
+        stop_rules=row["stop_rules"],
+        start_at=row["start_at"],
+        end_at=row["end_at"],
+        currency=row["currency"],
+        min_basket=row["min_basket"],
+        product_ids=frozenset(row["product_ids"]),
+        variant_ids=frozenset(row["variant_ids"]),
+        percentage_bp=row["percentage_bp"],
+        fixed_amount=row["fixed_amount"],
+        free_shipping=row["free_shipping"],
+        usage_limit=row["usage_limit"],
+        usage_limit_per_email=row["usage_limit_per_email"],
+        uses=row["uses"],
+        reserved=row["reserved"],
+    )
+
+
+def pricing_lines(line_rows: Sequence[Row]) -> list[domain.PricingLine]:
+    return [
+        domain.PricingLine(row["id"], row["product_id"], row["price"], row["line_quantity"], row["tax_rate_bp"])
+        for row in line_rows
+    ]
+
+
+def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], currency: str) -> PricedBasket:
+    """`line_rows` from `queries.basket_lines` (each line with its variant's columns), priced with
+    the `discounts` that may apply (`queries.basket_discounts`) as they stand now."""
+    priced = domain.price_basket(
+        pricing_lines(line_rows), [discount_terms(d) for d in discounts], currency=currency, now=datetime.now(UTC)
+    )
     weight = sum(row["weight_grams"] * row["line_quantity"] for row in line_rows if row["requires_shipping"])
-    return PricedBasket(lines, domain.basket_totals(amounts for _, amounts in lines), weight)
+    return PricedBasket(
+        list(zip(line_rows, priced.lines, strict=True)), priced.totals, weight, priced.applied, priced.free_shipping
+    )
 
 
-def basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str]) -> BasketOut:
+def basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str], discounts: Sequence[Row]) -> BasketOut:
+    """The basket on the wire, its lines priced with `discounts` (`queries.basket_discounts`)."""
     currency = basket_row["currency"]
-    priced = price_lines(line_rows)
+    priced = price_lines(line_rows, discounts, currency)
     totals = priced.totals
 
     def major(amount: int) -> int | float:
@@ -251,16 +371,66 @@ def basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str]) -
                 line.variant = VariantData(data=variant_view(row))
             lines.append(line)
         basket.lines = BasketLineList(data=lines)
+    if "discounts" in includes:
+        basket.discounts = BasketDiscountList(
+            data=[
+                BasketDiscountOut(
+                    id=d.id, name=d.name, coupon=d.coupon, amount=major(d.amount), free_shipping=d.free_shipping
+                )
+                for d in priced.discounts
+            ]
+        )
     return basket
 
 
-def snapshot(basket_row: Row, line_rows: Sequence[Row]) -> BasketSnapshot:
+def saved_basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str]) -> SavedBasketOut:
+    """A saved copy; its lines always (what else would a list of saved baskets show)."""
+    # A copy takes no part in a checkout: it is shown at its list prices, without discounts.
+    basket = basket_view(basket_row, line_rows, includes | {"lines"}, ())
+    return SavedBasketOut(id=basket_row["id"], name=basket_row["saved_name"], basket=BasketData(data=basket))
+
+
+def discount_view(row: Row) -> DiscountOut:
+    currency = row["currency"]
+    fixed = row["fixed_amount"]
+    percentage = row["percentage_bp"]
+    return DiscountOut(
+        id=row["id"],
+        name=row["name"],
+        # Where GetCandy's hub read a discount's name.
+        attribute_data={"name": {"webstore": {"en": row["name"]}}},
+        coupon=row["coupon"],
+        status=row["status"],
+        priority=row["priority"],
+        stop_rules=row["stop_rules"],
+        start_at=wire_timestamp(row["start_at"]),
+        end_at=wire_timestamp(row["end_at"]),
+        uses=row["uses"],
+        reserved=row["reserved"],
+        usage_limit=row["usage_limit"],
+        usage_limit_per_email=row["usage_limit_per_email"],
+        currency=currency,
+        min_basket=money.to_major_number(row["min_basket"], currency),
+        product_ids=list(row["product_ids"]),
+        variant_ids=list(row["variant_ids"]),
+        percentage=money.rate_percent(percentage) if percentage is not None else None,
+        fixed_amount=money.to_major_number(fixed, currency) if fixed is not None else None,
+        free_shipping=row["free_shipping"],
+        version=row["version"],
+        created_at=wire_timestamp(row["created_at"]),
+        updated_at=wire_timestamp(row["updated_at"]),
+    )
+
+
+def snapshot(basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row]) -> BasketSnapshot:
     """What orders copies into its order lines: integer minor units, per-line weights in grams.
 
     A line's `weight_grams` is the weight of the whole line (unit weight x quantity), like its
-    `line_total`; the basket's `weight_grams` sums the lines that need shipping.
+    `line_total`; the basket's `weight_grams` sums the lines that need shipping. The discounts that
+    apply (`discounts`: `queries.basket_discounts`) are in each line's `discount_total` and listed
+    with their amounts; `free_shipping` tells orders to waive its shipping line.
     """
-    priced = price_lines(line_rows)
+    priced = price_lines(line_rows, discounts, basket_row["currency"])
     return BasketSnapshot(
         id=basket_row["id"],
         currency=basket_row["currency"],
@@ -270,6 +440,12 @@ def snapshot(basket_row: Row, line_rows: Sequence[Row]) -> BasketSnapshot:
         discount_total=priced.totals.discount_total,
         total=priced.totals.total,
         weight_grams=priced.weight_grams,
+        customer_id=basket_row["customer_id"],
+        discounts=[
+            DiscountUse(discount_id=d.id, name=d.name, coupon=d.coupon, amount=d.amount, free_shipping=d.free_shipping)
+            for d in priced.discounts
+        ],
+        free_shipping=priced.free_shipping,
         lines=[
             BasketSnapshotLine(
                 variant_id=row["id"],

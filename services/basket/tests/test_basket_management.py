@@ -142,6 +142,7 @@ async def test_meta_sets_one_key_and_keeps_the_others(
         "tax_total": 200,
         "total": 1200,
         "line_count": 1,
+        "discount_total": 0,
     }
     # A key already there is replaced; any JSON value but null is one.
     response = await client.post(f"{API}/baskets/{basket['id']}/meta", json={"key": "note", "value": 0})
@@ -280,6 +281,7 @@ async def test_delete_removes_the_basket_and_its_lines(
         "tax_total": 0,
         "total": 0,
         "line_count": 0,
+        "discount_total": 0,
     }
     response = await client.get(f"{API}/baskets/{basket['id']}")
     assert (response.status, await response.json()) == (404, NOT_FOUND)

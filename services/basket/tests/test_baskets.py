@@ -507,6 +507,7 @@ async def test_every_change_announces_basket_changed(client: Any, infra: Any) ->
             "tax_total": 750,
             "total": 4500,
             "line_count": 1,
+            "discount_total": 0,
         }
         second = f"req-{uuid.uuid4().hex}"
         await client.post(f"{API}/baskets", json={"basket_id": basket_id}, headers={"X-Request-Id": second})
@@ -581,5 +582,8 @@ async def test_snapshot_through_the_broker(client: Any, settings: BasketSettings
                 "requires_shipping": False,
             },
         ],
+        "customer_id": None,
+        "discounts": [],
+        "free_shipping": False,
     }
     assert await on_get_basket_snapshot(pool, GetBasketSnapshot(basket_id=basket_id)) == reply

@@ -1,6 +1,6 @@
 from aiohttp import web
 
-from customers import sweepers
+from customers import consumers, sweepers
 from customers.credentials import PASSWORDS, Passwords
 from customers.routes import OPERATIONS
 from customers.settings import CustomersSettings
@@ -11,6 +11,7 @@ def create_app(settings: CustomersSettings) -> web.Application:
     app = runtime.create_service_app(
         settings,
         routes=operations.routes(OPERATIONS),
+        responders=consumers.responders,
         background=[sweepers.purger(settings)],
     )
     app[PASSWORDS] = Passwords(

@@ -188,6 +188,15 @@ async def addresses(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -
     )
 
 
+async def address_of(
+    conn: asyncpg.Connection | asyncpg.Pool, address_id: str, customer_id: str
+) -> asyncpg.Record | None:
+    """One of the customer's own addresses; another customer's is None, as an unknown one."""
+    return await conn.fetchrow(
+        f"SELECT {ADDRESS_COLUMNS} FROM addresses WHERE id = $1 AND customer_id = $2", address_id, customer_id
+    )
+
+
 async def lock_address(conn: asyncpg.Connection, address_id: str, customer_id: str) -> asyncpg.Record | None:
     """One of the customer's own addresses; another customer's is None, as an unknown one."""
     return await conn.fetchrow(

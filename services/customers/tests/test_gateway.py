@@ -73,7 +73,7 @@ async def test_a_customer_signs_in_and_uses_the_access_token_through_the_gateway
                 assert response.status == 401
                 assert (await response.json())["error"]["http_code"] == 401
         # The customer's token opens no admin operation.
-        async with session.get(f"{base}/orders", headers=bearer(tokens)) as response:
+        async with session.get(f"{base}/shipping/zones", headers=bearer(tokens)) as response:
             assert response.status == 401
 
         # A refresh answers a new pair that works; sign-out ends the session.

@@ -6,6 +6,10 @@
   `POST /oauth/token` (HS256, `customer_token_secret`, its own issuer and audience), passed on as
   `{"sub": <customer id>, "roles": ["customer"]}`. Each kind of token has its own key, so that
   neither can pass for the other.
+- A guest's operation that also serves a signed-in customer (`customer="optional"`): no credential
+  is a guest; a credential must be a valid access token (passed on as above) or admin token.
+- An operation of both (`admin` and `customer`: `GET /orders`): a customer's access token or an
+  admin's token, each passed on as its own identity.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from shared.http import ApiError, is_id
 from shared.identity import CUSTOMER_ROLE, CUSTOMER_TOKEN_AUDIENCE, CUSTOMER_TOKEN_ISSUER, signed_identity_headers
+from shared.operations import OPTIONAL
 
 # Clock skew allowed between the customers service, which issues the tokens, and the gateway.
 CUSTOMER_TOKEN_LEEWAY = 5
@@ -79,6 +85,35 @@ def verify_customer(request: web.Request, settings: GatewaySettings) -> dict[str
     except jwt.PyJWTError as exc:
         raise ApiError(401, headers=INVALID_TOKEN) from exc
     return {"sub": claims["sub"], "roles": [CUSTOMER_ROLE]}
+
+
+def verify_optional_customer(request: web.Request, settings: GatewaySettings) -> dict[str, Any] | None:
+    """No `Authorization` header: a guest (None). Any credential is verified, a 401 when it is not a
+    valid token: a storefront whose token expired refreshes it, rather than being served as a guest
+    who no longer sees the customer's basket. An admin's token (a back office sends it on every
+    call) is passed on as the admin, whom these operations serve as a guest."""
+    if "Authorization" not in request.headers:
+        return None
+    return verify_admin_or_customer(request, settings)
+
+
+def verify_admin_or_customer(request: web.Request, settings: GatewaySettings) -> dict[str, Any]:
+    """A customer's access token, else an admin's token (401 or 403 as for an admin operation)."""
+    try:
+        return verify_customer(request, settings)
+    except ApiError:
+        return verify_admin(request, settings)
+
+
+def caller(route: Route, request: web.Request, settings: GatewaySettings) -> dict[str, Any] | None:
+    """The identity the route's operation takes, verified; None for a guest."""
+    if route.admin:
+        return verify_admin_or_customer(request, settings) if route.customer else verify_admin(request, settings)
+    if route.customer == OPTIONAL:
+        return verify_optional_customer(request, settings)
+    if route.customer:
+        return verify_customer(request, settings)
+    return None
 
 
 def _check_lifetime(claims: dict[str, Any], max_lifetime: int) -> None:

@@ -16,16 +16,17 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import Counter
 
-from gateway.auth import identity_header, verify_admin, verify_customer
+from gateway.auth import caller, identity_header
 from gateway.edge import CLIENT
 from gateway.routes import Route
 from gateway.settings import GatewaySettings
 from gateway.upstream_http import Lost, Unreachable, UpstreamClient, UpstreamError
 from gateway.upstreams import UpstreamPool
+from shared import metrics
 from shared.http import BODY_METHODS, REQUEST_ID_HEADER, ApiError, refuse_unknown_encoding, request_id
 from shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER
-from shared.metrics import COUNTERS
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,18 @@ def without(headers: CIMultiDict[str] | CIMultiDictProxy[str], names: frozenset[
 REPEATABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 IDEMPOTENCY_KEY = "Idempotency-Key"
 
-COUNTERS.describe("upstream_unreachable_total", "connections to an upstream instance that could not be made")
-COUNTERS.describe("upstream_retried_total", "requests sent again after their connection was lost before an answer")
+UPSTREAM_UNREACHABLE = Counter(
+    "commerce_upstream_unreachable_total",
+    "connections to an upstream instance that could not be made, by upstream service",
+    ("upstream",),
+    registry=metrics.REGISTRY,
+)
+UPSTREAM_RETRIED = Counter(
+    "commerce_upstream_retried_total",
+    "requests sent again after their connection was lost before an answer, by upstream service",
+    ("upstream",),
+    registry=metrics.REGISTRY,
+)
 
 
 def repeatable(route: Route, request: web.Request) -> bool:
@@ -91,10 +102,9 @@ def forwarder(
 
     async def forward(request: web.Request) -> web.Response:
         headers = without(request.headers, STRIPPED_REQUEST)
-        if route.admin:
-            headers.update(identity_header(verify_admin(request, settings), settings))
-        elif route.customer:
-            headers.update(identity_header(verify_customer(request, settings), settings))
+        who = caller(route, request, settings)
+        if who is not None:
+            headers.update(identity_header(who, settings))
         headers[REQUEST_ID_HEADER] = request_id(request)
         headers["X-Forwarded-For"] = request.get(CLIENT) or request.remote or ""
         # One deadline for the whole request, receiving the body and failovers included: the
@@ -136,7 +146,7 @@ def forwarder(
                         connect_timeout=min(settings.upstream_connect_timeout, remaining),
                     )
             except Unreachable as exc:
-                COUNTERS.inc("upstream_unreachable_total")
+                UPSTREAM_UNREACHABLE.labels(route.service).inc()
                 pool.mark_down(instance)
                 log.warning(
                     "upstream unreachable",
@@ -153,7 +163,7 @@ def forwarder(
                 # fresh connection to it may well work: only the pooled one was stale).
                 may_retry = False
                 candidates.append(instance)
-                COUNTERS.inc("upstream_retried_total")
+                UPSTREAM_RETRIED.labels(route.service).inc()
                 log.warning(
                     "upstream connection lost, retrying",
                     extra={"service": route.service, "instance": instance.url, "error": str(exc)},

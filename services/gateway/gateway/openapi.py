@@ -36,7 +36,7 @@ from gateway.openapi_components import (
 )
 from gateway.routes import DOCUMENT_PATH, METHODS, OPENAPI_PATH, DocumentError, path_order
 from shared.http import BODY_METHODS, MAX_JSON_DEPTH
-from shared.operations import PREFIX, Link, Operation
+from shared.operations import OPTIONAL, PREFIX, Link, Operation
 
 __all__ = ["DOCUMENT_PATH", "DocumentError", "build_document", "load_operations", "main", "render"]
 
@@ -58,7 +58,9 @@ Headless commerce API, wire-compatible with the GetCandy 0.x storefront API.
 * Ids are opaque lower-case strings; an unknown or malformed id in a path is a 404.
 * Admin operations need `Authorization: Bearer <token>` (a JWT with the role `admin`).
 * A signed-in customer's operations need `Authorization: Bearer <access token>`, the access token
-  `POST /oauth/token` answers (a password grant signs in, a refresh grant renews it).
+  `POST /oauth/token` answers (a password grant signs in, a refresh grant renews it). Baskets and
+  orders serve guests and signed-in customers alike: sent with an access token (which must then be
+  valid: a 401 otherwise), they belong to the customer, and another customer's are a 404.
 * Every POST accepts an `Idempotency-Key` header: a replay with the same key and body returns the
   first response; the same key with another body is a 422; a replay while the first request is
   still running is a 409.
@@ -238,10 +240,12 @@ def _operation(
     for code in _error_codes(op):
         responses[str(code)] = {"$ref": f"#/components/responses/{response_name(code)}"}
     doc["responses"] = responses
-    if op.admin:
-        doc["security"] = [{"bearerAuth": []}]
-    if op.customer:
-        doc["security"] = [{"customerAuth": []}]
+    # OpenAPI's alternatives: an admin's token or a customer's, or an optional customer's (`{}`: none).
+    security = ([{"bearerAuth": []}] if op.admin else []) + ([{"customerAuth": []}] if op.customer else [])
+    if op.customer == OPTIONAL:
+        security.insert(0, {})
+    if security:
+        doc["security"] = security
     # What the gateway needs to route it (read back by gateway/routes.py).
     doc["x-commerce-service"] = service
     doc["x-commerce-admin"] = op.admin

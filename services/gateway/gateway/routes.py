@@ -32,8 +32,9 @@ class Route:
     # A POST whose repeat has the effect of one call even without an Idempotency-Key: the gateway
     # may send it again when its connection was lost before any answer (see handlers.repeatable).
     repeatable: bool = False
-    # A signed-in customer's: the customer's access token is verified and passed on as the identity.
-    customer: bool = False
+    # A signed-in customer's: the customer's access token is verified and passed on as the identity;
+    # "optional": a guest's too, the token verified only when one is sent (`auth.caller`).
+    customer: bool | str = False
 
 
 def path_order(path: str) -> tuple[tuple[bool, str], ...]:

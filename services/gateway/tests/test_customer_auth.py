@@ -26,7 +26,7 @@ KEY = secrets.token_urlsafe(48)
 CUSTOMER_ID = new_id()
 IDENTITY_KEY = secrets.token_urlsafe(48)
 CUSTOMER_PATH = "/api/v1/users/current"
-ADMIN_PATH = "/api/v1/orders"  # GET /orders is an admin route
+ADMIN_PATH = "/api/v1/shipping/zones"  # GET /shipping/zones is an admin's alone
 STOREFRONT_PATH = "/api/v1/products"
 
 

@@ -22,7 +22,7 @@ from gateway import openapi
 from gateway.app import create_app
 from gateway.routes import DocumentError, Route, load_routes, routes_from
 from gateway.settings import GatewaySettings
-from shared.operations import PREFIX, Operation
+from shared.operations import OPTIONAL, PREFIX, Operation
 from shared.settings import ServiceSettings
 
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -165,8 +165,12 @@ def test_admin_operations_require_a_bearer_token_and_storefront_ones_do_not(docu
     for route in load_routes():
         op = document["paths"][route.path][route.method.lower()]
         if route.admin:
-            assert op["security"] == [{"bearerAuth": []}], route
+            # With `customer` too (GET /orders): an admin's token or a customer's.
+            assert op["security"] == [{"bearerAuth": []}] + ([{"customerAuth": []}] if route.customer else []), route
             assert {"401", "403"} <= set(op["responses"]), route
+        elif route.customer == OPTIONAL:
+            assert op["security"] == [{}, {"customerAuth": []}], route  # a guest's or a customer's
+            assert "401" in op["responses"], route
         elif route.customer:
             assert op["security"] == [{"customerAuth": []}], route
             assert "401" in op["responses"], route

@@ -55,8 +55,10 @@ async def insert_attempt(
 
 async def lock_checkout(conn: asyncpg.Connection, order_id: str, attempt_id: uuid.UUID) -> asyncpg.Record | None:
     """The order, locked, with what the saga needs of one of its attempts: `stage`,
-    `payment_token`, `payment_type_id`, `payment_type_name`, `success_status`. The order's own
-    `attempt_id` is its latest attempt. None when the order has no such attempt.
+    `payment_token`, `payment_type_id`, `payment_type_name`, `success_status`, and the seconds
+    since the attempt started (`attempt_seconds`) and since its stage began (`stage_seconds`,
+    by the database's clock, the one that stamped them). The order's own `attempt_id` is its
+    latest attempt. None when the order has no such attempt.
 
     The attempt's row is locked too, not because anyone changes it without the order's lock, but
     because a row that is locked is returned as it is once the wait for the lock ends; a joined
@@ -64,7 +66,9 @@ async def lock_checkout(conn: asyncpg.Connection, order_id: str, attempt_id: uui
     for moved the attempt on."""
     return await conn.fetchrow(
         f"""
-        SELECT {O_ORDER_COLUMNS}, a.stage, a.payment_token, a.payment_type_id, a.payment_type_name, a.success_status
+        SELECT {O_ORDER_COLUMNS}, a.stage, a.payment_token, a.payment_type_id, a.payment_type_name, a.success_status,
+            extract(epoch FROM clock_timestamp() - a.created_at)::float8 AS attempt_seconds,
+            extract(epoch FROM clock_timestamp() - a.updated_at)::float8 AS stage_seconds
         FROM orders o JOIN checkout_attempts a ON a.order_id = o.id AND a.attempt_id = $2
         WHERE o.id = $1
         FOR UPDATE OF o, a

@@ -46,6 +46,20 @@ def _snapshot_lines(snapshot: BasketSnapshot) -> list[dict[str, Any]]:
     return [line(item) for item in snapshot.lines]
 
 
+def _snapshot_discounts(snapshot: BasketSnapshot) -> list[dict[str, Any]]:
+    """The discounts the basket gets, as the order keeps them (`orders.discounts`)."""
+    return [
+        {
+            "id": use.discount_id,
+            "name": use.name,
+            "coupon": use.coupon,
+            "amount": use.amount,
+            "free_shipping": use.free_shipping,
+        }
+        for use in snapshot.discounts
+    ]
+
+
 def _basket_totals(snapshot: BasketSnapshot) -> dict[str, Any]:
     return {
         "sub_total": snapshot.sub_total,
@@ -61,8 +75,10 @@ async def create_order(request: web.Request) -> web.Response:
     extra = {item.strip() for item in (body.include or "").split(",") if item.strip()}
     if not http.is_id(body.basket_id):
         raise ValidationFailed.one("basket_id", MSG_INVALID_BASKET)
+    # Basket answers as the caller would see the basket: another customer's is unknown.
+    customer = http.optional_customer(request)
     snapshot: BasketSnapshot | None = (
-        await edits.ask(request, GetBasketSnapshot(basket_id=body.basket_id), "basket")
+        await edits.ask(request, GetBasketSnapshot(basket_id=body.basket_id, customer_id=customer), "basket")
     ).basket
     if snapshot is None:
         raise ValidationFailed.one("basket_id", MSG_INVALID_BASKET)
@@ -70,18 +86,22 @@ async def create_order(request: web.Request) -> web.Response:
         raise ApiError(403, MSG_BASKET_PLACED)
     if not snapshot.lines:
         raise ValidationFailed.one("basket_id", "The basket has no lines.")
-    basket = _Basket(snapshot, body.type)
+    # The order is the basket's customer's; a guest basket's is the signed-in caller's, if any.
+    basket = _Basket(snapshot, body.type, snapshot.customer_id or customer)
     order = await retry_on_conflict(lambda: _create_or_sync(request, basket))
     return await views.respond(request, order, extra=extra)
 
 
 class _Basket:
-    """The basket's snapshot as its order takes it: the goods lines, their totals, the order's type."""
+    """The basket's snapshot as its order takes it: the goods lines, their totals, the order's type,
+    its customer, the discounts it uses."""
 
-    def __init__(self, snapshot: BasketSnapshot, order_type: str | None) -> None:
+    def __init__(self, snapshot: BasketSnapshot, order_type: str | None, customer_id: str | None) -> None:
         self.snapshot = snapshot
         self.order_type = order_type
+        self.customer_id = customer_id
         self.lines = _snapshot_lines(snapshot)
+        self.discounts = _snapshot_discounts(snapshot)
         self.goods = domain.totals(
             domain.LineAmounts(line["line_total"], line["tax_total"], line["discount_total"], False)
             for line in self.lines
@@ -100,9 +120,12 @@ async def _create_or_sync(request: web.Request, basket: _Basket) -> asyncpg.Reco
             weight_grams=snapshot.weight_grams,
             basket_totals=_basket_totals(snapshot),
             totals=basket.goods,
+            customer_id=basket.customer_id,
         )
         if order is not None:
             await queries.add_goods_lines(uow.conn, order["id"], basket.lines)
+            if basket.discounts:
+                order = await queries.set_discounts(uow.conn, order["id"], basket.discounts)
             uow.emit(
                 OrderCreated(
                     order_id=order["id"],
@@ -128,6 +151,9 @@ async def _sync(request: web.Request, basket: _Basket) -> asyncpg.Record:
     existing = await queries.basket_order(request.app[runtime.POOL], snapshot.id)
     if existing is None:
         raise Conflict  # it expired since the create found it: create one
+    if not edits.visible(request, existing):
+        # Made by another customer from this guest basket: theirs, and unknown to this caller.
+        raise ValidationFailed.one("basket_id", MSG_INVALID_BASKET)
     if existing["placed_at"] is not None:
         raise ApiError(403, MSG_BASKET_PLACED)
     edits.ensure_editable(existing)
@@ -150,8 +176,12 @@ async def _sync(request: web.Request, basket: _Basket) -> asyncpg.Record:
             weight_grams=snapshot.weight_grams,
             basket_totals=_basket_totals(snapshot),
             order_type=basket.order_type,
+            customer_id=basket.customer_id,
         )
         await queries.replace_goods_lines(uow.conn, order["id"], basket.lines)
+        if basket.discounts != order["discounts"]:
+            # Before the shipping line is priced again: free shipping may have come or gone.
+            await queries.set_discounts(uow.conn, order["id"], basket.discounts)
         return await shipping.reprice(uow.conn, order["id"], price, order["shipping_preference"])
 
 

@@ -21,15 +21,17 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from orders import attempt_queries, domain, edits, queries, views
 from orders.caches import CACHES
 from orders.models import ProcessIn
 from orders.outcomes import WAITER, Expectation
 from orders.settings import OrdersSettings
-from shared import http, runtime
+from shared import http, metrics, runtime
 from shared.contracts import (
     Address,
+    DiscountUse,
     LineQuantity,
     OrderChargeRequested,
     OrderFailed,
@@ -51,6 +53,33 @@ MSG_INVALID_ORDER = "The selected order id is invalid."
 MSG_ALREADY_PROCESSED = "This order has already been processed"
 MSG_IN_FLIGHT = "This order is being processed"
 MSG_PAYMENT_FAILED = "Payment has failed"
+
+# The saga's progress for /metrics: attempts started, how long each stage took and how it ended,
+# and the whole attempt. A stage is observed by the step that ends it, in that step's unit of work
+# before the commit: a step whose commit then fails runs again and is observed twice (rare; the
+# attempt's row, not the histogram, is the record).
+CHECKOUTS_STARTED = Counter(
+    "commerce_checkout_started_total",
+    "checkout attempts started: POST /orders/process took the order into payment-processing",
+    registry=metrics.REGISTRY,
+)
+CHECKOUT_STAGES = Histogram(
+    "commerce_checkout_stage_duration_seconds",
+    "checkout stages by how they ended: reservation (stock requested -> reserved, refused or timed_out), "
+    "payment (charge requested -> placed or declined)",
+    ("stage", "outcome"),
+    buckets=metrics.SAGA_BUCKETS,
+    registry=metrics.REGISTRY,
+)
+CHECKOUTS_ENDED = Histogram(
+    "commerce_checkout_duration_seconds",
+    "checkout attempts from start to end, by outcome: placed, refused, declined, timed_out",
+    ("outcome",),
+    buckets=metrics.SAGA_BUCKETS,
+    registry=metrics.REGISTRY,
+)
+# The attempt's stage while it waits -> the saga stage that waiting is.
+STAGE_OF = {"stock_requested": "reservation", "charge_requested": "payment"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,6 +142,8 @@ async def process_order(request: web.Request) -> web.Response:
         raise ValidationFailed.one("order_id", MSG_INVALID_ORDER)
     # What the order lacks is said before what the payment lacks.
     read = await queries.get_order_with_lines(request.app[runtime.POOL], body.order_id)
+    if read is not None and not edits.visible(request, read):
+        read = None  # another customer's order is an unknown one (its customer never changes)
     _ensure_processable(read, read["lines"] if read is not None else [])
     payment_type = await _payment_type(request, body)
     attempt_id = uuid.uuid4()
@@ -151,12 +182,29 @@ async def process_order(request: web.Request) -> web.Response:
                     attempt_id=attempt_id,
                     basket_id=order["basket_id"],
                     lines=_goods(lines),
+                    # Their uses are reserved with the stock; per-email limits count the contact's.
+                    discounts=_discount_uses(order["discounts"]),
+                    email=(order["contact_details"] or {}).get("email"),
                 )
             )
     except BaseException:
         waiter.forget(expectation)
         raise
+    CHECKOUTS_STARTED.inc()
     return await _await_outcome(request, body.order_id, attempt_id, expectation)
+
+
+def _discount_uses(discounts: Sequence[Mapping[str, Any]]) -> list[DiscountUse]:
+    return [
+        DiscountUse(
+            discount_id=d["id"],
+            name=d["name"],
+            coupon=d["coupon"],
+            amount=d["amount"],
+            free_shipping=d["free_shipping"],
+        )
+        for d in discounts
+    ]
 
 
 def _goods(lines: Sequence[Mapping[str, Any]]) -> list[LineQuantity]:
@@ -210,6 +258,14 @@ def _waits_for(checkout: asyncpg.Record | None, attempt_id: uuid.UUID, stage: st
     )
 
 
+def _stage_ended(checkout: asyncpg.Record, outcome: str) -> None:
+    """The attempt (locked as `checkout`) leaves its stage with `outcome`; any outcome but
+    `reserved` ends the attempt as well."""
+    CHECKOUT_STAGES.labels(STAGE_OF[checkout["stage"]], outcome).observe(checkout["stage_seconds"])
+    if outcome != "reserved":
+        CHECKOUTS_ENDED.labels(outcome).observe(checkout["attempt_seconds"])
+
+
 def _ignored(what: str, order_id: str, **extra: object) -> None:
     log.info("late or duplicate event ignored", extra={"event": what, "order_id": order_id, **extra})
 
@@ -229,6 +285,7 @@ async def request_charge(uow: UnitOfWork, event: StockReserved) -> None:
         amount=checkout["order_total"],
         currency=checkout["currency"],
     )
+    _stage_ended(checkout, "reserved")
     contact = checkout["contact_details"] or {}
     uow.emit(
         OrderChargeRequested(
@@ -260,6 +317,7 @@ async def place(uow: UnitOfWork, event: PaymentCaptured, reference_prefix: str) 
     period = domain.reference_period(placed_at)
     reference = domain.reference(reference_prefix, period, await queries.next_reference_number(conn, period))
     await attempt_queries.finish_attempt(conn, event.attempt_id, "captured")
+    _stage_ended(checkout, "placed")
     await queries.place_order(
         conn,
         event.order_id,
@@ -325,6 +383,7 @@ async def fail_attempt(
         )
         return False
     await attempt_queries.finish_attempt(uow.conn, attempt_id, stage, reason=reason, errors=errors)
+    _stage_ended(checkout, stage)
     if _waits_for(checkout, attempt_id, expected_stage):
         await queries.change_status(uow.conn, order_id, domain.transition(checkout["status"], domain.FAILED))
         uow.emit(OrderStatusChanged(order_id=order_id, from_status=checkout["status"], to_status=domain.FAILED))

@@ -177,12 +177,14 @@ class Totals:
 
 
 def totals(lines: Iterable[LineAmounts]) -> Totals:
-    """sub_total = goods ex-tax minus discounts; order_total = sub_total + delivery + tax."""
+    """sub_total = goods ex-tax minus their discounts; delivery = the shipping line minus its
+    discount (free shipping waives all of it); order_total = sub_total + delivery + tax. A line's
+    `line_total` is before its discount and its `tax_total` after it, everywhere."""
     goods = discount = delivery = tax_total = 0
     for line in lines:
         tax_total += line.tax_total
         if line.is_shipping:
-            delivery += line.line_total
+            delivery += line.line_total - line.discount_total
         else:
             goods += line.line_total
             discount += line.discount_total
@@ -199,18 +201,25 @@ class ShippingLine:
     line_total: int
     tax_total: int
     tax_rate: int
+    discount_total: int = 0
 
 
-def shipping_line(method_name: str, method_code: str | None, zone_name: str, rate: int) -> ShippingLine:
-    """The order's one shipping line: the price's rate, taxed at the default rate, floored."""
+def shipping_line(
+    method_name: str, method_code: str | None, zone_name: str, rate: int, *, free: bool = False
+) -> ShippingLine:
+    """The order's one shipping line: the price's rate, taxed at the default rate, floored. Free
+    shipping (a discount of the order's) keeps the rate as the line's total and discounts all of
+    it: the line comes to 0, with no tax."""
+    discount = rate if free else 0
     return ShippingLine(
         description=method_name,
         option=zone_name,
         sku=method_code or "",
         unit_price=rate,
         line_total=rate,
-        tax_total=money.tax(rate, money.DEFAULT_TAX_RATE_BP),
+        tax_total=money.tax(rate - discount, money.DEFAULT_TAX_RATE_BP),
         tax_rate=money.DEFAULT_TAX_RATE_BP,
+        discount_total=discount,
     )
 
 

@@ -18,7 +18,7 @@ from aiohttp import web
 from orders import domain, queries
 from shared import bus, runtime
 from shared.contracts import Contract
-from shared.http import ApiError, NotFound
+from shared.http import ApiError, NotFound, optional_customer
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,16 @@ async def ask(request: web.Request, message: Contract, service: str) -> Any:
         raise ApiError(503, f"The {service} service is unavailable") from exc
 
 
+def visible(request: web.Request, order: asyncpg.Record) -> bool:
+    """A customer's order is theirs alone: to anyone else it is unknown. A guest's is reached by its
+    unguessable id, by whoever holds it. (An order's customer never changes once set.)"""
+    return order["customer_id"] is None or order["customer_id"] == optional_customer(request)
+
+
 async def read_order(request: web.Request, order_id: str) -> asyncpg.Record:
-    """The order as it is now (no lock); 404 when unknown."""
+    """The order as it is now (no lock); 404 when unknown or another customer's."""
     order = await queries.get_order(request.app[runtime.POOL], order_id)
-    if order is None:
+    if order is None or not visible(request, order):
         raise NotFound()
     return order
 
@@ -54,10 +60,11 @@ async def read_editable(request: web.Request, order_id: str) -> asyncpg.Record:
     return order
 
 
-async def lock_editable(conn: asyncpg.Connection, order_id: str) -> asyncpg.Record:
-    """The order locked for the unit of work on `conn`, if it may still change."""
+async def lock_editable(request: web.Request, conn: asyncpg.Connection, order_id: str) -> asyncpg.Record:
+    """The order locked for the unit of work on `conn`, if it may still change (and is the caller's
+    to change: 404 otherwise, as for an unknown one)."""
     order = await queries.lock_order(conn, order_id)
-    if order is None:
+    if order is None or not visible(request, order):
         raise NotFound()
     ensure_editable(order)
     return order

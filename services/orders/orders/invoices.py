@@ -103,7 +103,8 @@ def _invoice_line(row: Mapping[str, Any]) -> InvoiceLine:
         description=row["description"] + (f" ({row['option']})" if row["option"] else ""),
         quantity=row["quantity"],
         unit_price=row["unit_price"],
-        net=row["line_total"],
+        # A line's total is before its discount (`domain.totals`); its tax is on what is left.
+        net=row["line_total"] - row["discount_total"],
         tax_rate_bp=row["tax_rate"],
         discount=row["discount_total"],
     )
@@ -116,7 +117,7 @@ def build_invoice(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) 
     bands: dict[int, tuple[int, int]] = {}
     for row in lines:
         net, tax = bands.get(row["tax_rate"], (0, 0))
-        bands[row["tax_rate"]] = (net + row["line_total"], tax + row["tax_total"])
+        bands[row["tax_rate"]] = (net + row["line_total"] - row["discount_total"], tax + row["tax_total"])
     return Invoice(
         reference=order["invoice_reference"] or "",
         order_reference=order["reference"] or "",

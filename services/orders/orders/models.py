@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, RootModel
 
 from shared.http import Meta
 
@@ -45,6 +45,18 @@ class AddressIn(_In):
     phone: str | None = Field(default=None, max_length=PHONE)
     email: EmailStr | None = None
     vat_no: str | None = Field(default=None, max_length=40)
+
+
+class AddressByIdIn(_In):
+    """An address of the signed-in customer's book (customers' `GET /user/addresses`), by its id."""
+
+    # The other keys are kept to be refused: an address by id and by fields at once is a 422.
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    address_id: str = Field(min_length=1, max_length=ID)
+
+
+class AddressBody(RootModel[AddressIn | AddressByIdIn]):
+    """An order's address: its fields, or the id of one of the signed-in customer's addresses."""
 
 
 class ContactIn(_In):

@@ -23,7 +23,7 @@ ORDER_COLUMNS = """
     tax_total, order_total, weight_grams, basket_totals, shipping_details, billing_details,
     contact_details, shipping_method, shipping_preference, shipping_price_id, display_id,
     reference, invoice_reference, customer_reference, notes, meta, tracking_no, attempt_id,
-    placed_at, dispatched_at, created_at, updated_at
+    placed_at, dispatched_at, created_at, updated_at, customer_id, discounts
 """
 O_ORDER_COLUMNS = ", ".join(f"o.{name.strip()}" for name in ORDER_COLUMNS.split(","))
 
@@ -75,20 +75,22 @@ async def list_orders(
     date_to: datetime | None,
     limit: int,
     offset: int,
+    customer_id: str | None = None,
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page of orders, newest first, and how many match. A filter left out (None, empty,
-    False) matches every order."""
+    False) matches every order; `customer_id`: only that customer's."""
     where = """
         WHERE (cardinality($1::text[]) = 0 OR status = ANY($1::text[]))
             AND (cardinality($1::text[]) > 0 OR NOT $2 OR placed_at IS NOT NULL)
             AND ($3::timestamptz IS NULL OR coalesce(placed_at, created_at) >= $3)
             AND ($4::timestamptz IS NULL OR coalesce(placed_at, created_at) < $4)
+            AND ($5::text IS NULL OR customer_id = $5)
     """
-    args = (list(statuses or ()), placed_only, date_from, date_to)
+    args = (list(statuses or ()), placed_only, date_from, date_to, customer_id)
     total = await conn.fetchval(f"SELECT count(*) FROM orders {where}", *args)
     rows = await conn.fetch(
         f"SELECT {ORDER_COLUMNS} FROM orders {where} "
-        "ORDER BY coalesce(placed_at, created_at) DESC, id LIMIT $5 OFFSET $6",
+        "ORDER BY coalesce(placed_at, created_at) DESC, id LIMIT $6 OFFSET $7",
         *args,
         limit,
         offset,
@@ -125,9 +127,10 @@ async def create_order(
     weight_grams: int,
     basket_totals: dict[str, Any],
     totals: domain.Totals,
+    customer_id: str | None = None,
 ) -> asyncpg.Record | None:
-    """A new order of the basket (awaiting payment, no lines yet); None, and nothing written, when
-    the basket has an order that has not expired, placed or not.
+    """A new order of the basket (awaiting payment, no lines yet), the customer's if one is given;
+    None, and nothing written, when the basket has an order that has not expired, placed or not.
 
     The unique index decides, and it sees rows not yet committed: a create racing another create,
     or a placement, waits for it and then finds its order.
@@ -135,9 +138,9 @@ async def create_order(
     return await conn.fetchrow(
         f"""
         INSERT INTO orders (id, basket_id, status, type, currency, display_id, weight_grams, basket_totals,
-            sub_total, delivery_total, discount_total, tax_total, order_total)
+            sub_total, delivery_total, discount_total, tax_total, order_total, customer_id)
         SELECT $1, $2, $3, $4, $5, '#ORD-' || lpad(n.v::text, greatest(4, length(n.v::text)), '0'),
-            $6, $7, $8, $9, $10, $11, $12
+            $6, $7, $8, $9, $10, $11, $12, $13
         FROM (SELECT nextval('order_display_seq') AS v) n
         ON CONFLICT (basket_id) WHERE status <> 'expired' DO NOTHING
         RETURNING {ORDER_COLUMNS}
@@ -154,6 +157,7 @@ async def create_order(
         totals.discount_total,
         totals.tax_total,
         totals.order_total,
+        customer_id,
     )
 
 
@@ -184,11 +188,13 @@ async def sync_basket(
     weight_grams: int,
     basket_totals: dict[str, Any],
     order_type: str | None,
+    customer_id: str | None = None,
 ) -> None:
+    """A guest's order becomes the customer's when one is given (its basket was claimed since)."""
     await conn.execute(
         """
         UPDATE orders SET currency = $2, weight_grams = $3, basket_totals = $4, type = coalesce($5, type),
-            version = version + 1, updated_at = now()
+            customer_id = coalesce(customer_id, $6), version = version + 1, updated_at = now()
         WHERE id = $1
         """,
         order_id,
@@ -196,6 +202,26 @@ async def sync_basket(
         weight_grams,
         basket_totals,
         order_type,
+        customer_id,
+    )
+
+
+async def set_discounts(conn: asyncpg.Connection, order_id: str, discounts: list[dict[str, Any]]) -> asyncpg.Record:
+    """The discounts the order uses (from its basket's snapshot); returns the order."""
+    return await conn.fetchrow(
+        f"UPDATE orders SET discounts = $2, version = version + 1, updated_at = now() WHERE id = $1 "
+        f"RETURNING {ORDER_COLUMNS}",
+        order_id,
+        discounts,
+    )
+
+
+async def has_free_shipping(conn: asyncpg.Connection, order_id: str) -> bool:
+    """Whether one of the order's discounts waives its shipping."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM orders, jsonb_array_elements(discounts) d "
+        "WHERE id = $1 AND (d ->> 'free_shipping')::boolean)",
+        order_id,
     )
 
 
@@ -224,11 +250,12 @@ async def put_shipping_line(conn: asyncpg.Connection, order_id: str, line: domai
     await conn.execute(
         """
         INSERT INTO order_lines (id, order_id, position, sku, description, option, quantity, unit_price,
-            unit_qty, line_total, tax_total, tax_rate, is_shipping, requires_shipping)
-        VALUES ($2, $1, 0, $3, $4, $5, 1, $6, 1, $7, $8, $9, true, false)
+            unit_qty, line_total, tax_total, tax_rate, discount_total, is_shipping, requires_shipping)
+        VALUES ($2, $1, 0, $3, $4, $5, 1, $6, 1, $7, $8, $9, $10, true, false)
         ON CONFLICT (order_id) WHERE is_shipping DO UPDATE SET sku = EXCLUDED.sku,
             description = EXCLUDED.description, option = EXCLUDED.option, unit_price = EXCLUDED.unit_price,
-            line_total = EXCLUDED.line_total, tax_total = EXCLUDED.tax_total, tax_rate = EXCLUDED.tax_rate
+            line_total = EXCLUDED.line_total, tax_total = EXCLUDED.tax_total, tax_rate = EXCLUDED.tax_rate,
+            discount_total = EXCLUDED.discount_total
         """,
         order_id,
         new_id(),
@@ -239,6 +266,7 @@ async def put_shipping_line(conn: asyncpg.Connection, order_id: str, line: domai
         line.line_total,
         line.tax_total,
         line.tax_rate,
+        line.discount_total,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from orders import admin, basket_orders, checkout, countries, details, invoices, order_types, shipping
 from orders.invoices import InvoiceEnvelope
 from orders.models import (
-    AddressIn,
+    AddressBody,
     ContactIn,
     CountriesQuery,
     CountryIn,
@@ -24,7 +24,7 @@ from orders.views import (
     OrderTypeList,
     ShippingPriceList,
 )
-from shared.operations import Link, Operation
+from shared.operations import OPTIONAL, Link, Operation
 
 # The checkout, as links (see `shared.operations.Link`): an order leads to its details, its shipping
 # prices, the choice of one, and its processing.
@@ -60,6 +60,7 @@ OPERATIONS: list[Operation] = [
         "/orders/process",
         checkout.process_order,
         "Process (pay for) an order",
+        customer=OPTIONAL,
         request=ProcessIn,
         response=OrderEnvelope,
         errors=(403, 409, 422, 503),
@@ -73,6 +74,7 @@ OPERATIONS: list[Operation] = [
         "/orders",
         basket_orders.create_order,
         "Create or re-sync the basket's order",
+        customer=OPTIONAL,
         request=CreateOrderIn,
         response=OrderEnvelope,
         errors=(403, 409, 422, 503),
@@ -84,9 +86,11 @@ OPERATIONS: list[Operation] = [
         admin.list_orders,
         "Orders (paginated)",
         admin=True,
+        customer=True,
         query=ListOrdersQuery,
         response=OrderList,
         errors=(401, 403, 422),
+        description="An admin's token: every order. A customer's access token: their own orders, the same filters.",
     ),
     # Before /orders/{id}: the literal segment is never read as an order id.
     Operation(
@@ -97,12 +101,21 @@ OPERATIONS: list[Operation] = [
         response=OrderTypeList,
         description="The distinct types of placed orders (`{label}`), at most 100, in order.",
     ),
-    Operation("GET", "/orders/{id}", basket_orders.get_order, "An order", response=OrderEnvelope, errors=(404,)),
+    Operation(
+        "GET",
+        "/orders/{id}",
+        basket_orders.get_order,
+        "An order",
+        customer=OPTIONAL,
+        response=OrderEnvelope,
+        errors=(404,),
+    ),
     Operation(
         "GET",
         "/orders/{id}/invoice",
         invoices.get_invoice,
         "A placed order's invoice (PDF)",
+        customer=OPTIONAL,
         response=InvoiceEnvelope,
         errors=(404,),
         description=(
@@ -134,7 +147,8 @@ OPERATIONS: list[Operation] = [
         "/orders/{id}/shipping/address",
         details.put_shipping_address,
         "Set the shipping address",
-        request=AddressIn,
+        customer=OPTIONAL,
+        request=AddressBody,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422, 503),
         links=NEXT_STEPS,
@@ -144,9 +158,10 @@ OPERATIONS: list[Operation] = [
         "/orders/{id}/billing/address",
         details.put_billing_address,
         "Set the billing address",
-        request=AddressIn,
+        customer=OPTIONAL,
+        request=AddressBody,
         response=OrderEnvelope,
-        errors=(403, 404, 409, 422),
+        errors=(403, 404, 409, 422, 503),
         links=NEXT_STEPS,
     ),
     Operation(
@@ -154,6 +169,7 @@ OPERATIONS: list[Operation] = [
         "/orders/{id}/contact",
         details.put_contact,
         "Set the contact details",
+        customer=OPTIONAL,
         request=ContactIn,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422),
@@ -164,6 +180,7 @@ OPERATIONS: list[Operation] = [
         "/orders/{id}/shipping/methods",
         shipping.shipping_methods,
         "Shipping prices that apply",
+        customer=OPTIONAL,
         response=ShippingPriceList,
         errors=(404, 422, 503),
         links=(
@@ -180,6 +197,7 @@ OPERATIONS: list[Operation] = [
         "/orders/{id}/shipping/cost",
         shipping.put_shipping_cost,
         "Choose a shipping price",
+        customer=OPTIONAL,
         request=ShippingCostIn,
         response=OrderEnvelope,
         errors=(403, 404, 409, 422, 503),

@@ -87,11 +87,13 @@ async def requote_chosen(
 async def reprice(
     conn: asyncpg.Connection, order_id: str, price: ShippingPriceView | None, preference: str | None
 ) -> asyncpg.Record:
-    """The order's shipping line and choice for `price` (None: no price), and the totals of its
-    lines; returns the order. In the unit of work that holds the order's lock."""
+    """The order's shipping line and choice for `price` (None: no price; waived when one of the
+    order's discounts gives free shipping), and the totals of its lines; returns the order. In the
+    unit of work that holds the order's lock."""
     line = None
     if price is not None:
-        line = domain.shipping_line(price.method.name, price.method.code, price.zone.name, price.rate)
+        free = await queries.has_free_shipping(conn, order_id)
+        line = domain.shipping_line(price.method.name, price.method.code, price.zone.name, price.rate, free=free)
     await queries.put_shipping_line(conn, order_id, line)
     totals = domain.totals(await queries.line_amounts(conn, order_id))
     return await queries.set_shipping_and_totals(
@@ -151,7 +153,7 @@ async def put_shipping_cost(request: web.Request) -> web.Response:
         if price is None:
             raise ValidationFailed.one("price_id", MSG_CHOOSE_SHIPPING)
         async with runtime.unit_of_work(request) as uow:
-            locked = await edits.lock_editable(uow.conn, order_id)
+            locked = await edits.lock_editable(request, uow.conn, order_id)
             if quote_basis(locked) != quote_basis(order):
                 raise Conflict  # the price was found for another address or basket
             return await reprice(uow.conn, order_id, price, body.preference)

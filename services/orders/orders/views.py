@@ -115,6 +115,20 @@ class BasketRel(BaseModel):
     data: BasketOut | None
 
 
+class OrderDiscountOut(BaseModel):
+    """A discount the order uses, as its basket gave it."""
+
+    id: str
+    name: str
+    coupon: str | None
+    amount: int = Field(description="Off the goods, in minor units (the lines' discount_total add up to it)")
+    free_shipping: bool = Field(description="The shipping line is waived (its discount_total is its rate)")
+
+
+class DiscountsRel(BaseModel):
+    data: list[OrderDiscountOut]
+
+
 class OrderOut(BaseModel):
     id: str
     display_id: str
@@ -147,6 +161,7 @@ class OrderOut(BaseModel):
     shipping: ShippingRel | None = None
     transactions: TransactionsRel | None = None
     basket: BasketRel | None = None
+    discounts: DiscountsRel | None = Field(default=None, description="With include=discounts")
 
 
 class OrderEnvelope(BaseModel):
@@ -250,7 +265,7 @@ class CountryCollection(BaseModel):
 # set (a relation not included is absent, not null)
 
 
-ORDER_INCLUDES = frozenset({"lines", "lines.variant", "shipping", "transactions", "basket"})
+ORDER_INCLUDES = frozenset({"lines", "lines.variant", "shipping", "transactions", "basket", "discounts"})
 
 
 def _grams_as_kg(grams: int) -> int | float:
@@ -361,6 +376,8 @@ def order_out(
         out.transactions = TransactionsRel(data=[TransactionOut.of(tx) for tx in transactions])
     if "basket" in wanted:
         out.basket = BasketRel(data=basket_out(order))
+    if "discounts" in wanted:
+        out.discounts = DiscountsRel(data=[OrderDiscountOut.model_validate(d) for d in order["discounts"]])
     return out
 
 

@@ -13,13 +13,14 @@ from orders.settings import OrdersSettings
 
 
 def row(sku: str, quantity: int, unit: int, rate_bp: int, *, shipping: bool = False, discount: int = 0) -> dict:
+    # As orders keeps a line: its total before its discount, its tax on what is left.
     net = quantity * unit - discount
     return {
         "description": sku,
         "option": None,
         "quantity": quantity,
         "unit_price": unit,
-        "line_total": net,
+        "line_total": quantity * unit,
         "tax_total": net * rate_bp // 10_000,
         "tax_rate": rate_bp,
         "discount_total": discount,
@@ -31,8 +32,8 @@ ADDRESS = {"firstname": "Zoë", "lastname": "Łukasiewicz", "address": "1 Rue", 
 
 
 def order(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    sub = sum(line["line_total"] for line in lines if not line["is_shipping"])
-    delivery = sum(line["line_total"] for line in lines if line["is_shipping"])
+    sub = sum(line["line_total"] - line["discount_total"] for line in lines if not line["is_shipping"])
+    delivery = sum(line["line_total"] - line["discount_total"] for line in lines if line["is_shipping"])
     tax = sum(line["tax_total"] for line in lines)
     return {
         "invoice_reference": "#INV-2026-12-0001",
@@ -42,7 +43,7 @@ def order(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "billing_details": ADDRESS,
         "shipping_details": ADDRESS,
         "sub_total": sub,
-        "discount_total": sum(line["discount_total"] for line in lines),
+        "discount_total": sum(line["discount_total"] for line in lines if not line["is_shipping"]),
         "delivery_total": delivery,
         "tax_total": tax,
         "order_total": sub + delivery + tax,
