@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from customers.domain import country_id
+from shared.countries import country_id
 from tests.e2e.test_checkout import create_product, variant_of
 from tests.e2e.test_customer_checkout import call, signed_in
 from tests.support import Stack

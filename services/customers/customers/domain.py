@@ -3,14 +3,11 @@ address book's defaults and countries. Unit-tested without I/O (`tests/test_doma
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
-
-import pycountry
 
 # ---------------------------------------------------------------------------------------------
 # Passwords
@@ -185,46 +182,3 @@ def defaults_to_clear(saved: BookEntry, others: Iterable[BookEntry]) -> list[str
         and other.default
         and ((saved.shipping and other.shipping) or (saved.billing and other.billing))
     ]
-
-
-# ---------------------------------------------------------------------------------------------
-# Countries
-
-# Names people type that ISO does not know.
-COUNTRY_ALIASES = {"UK": "GB", "GREAT BRITAIN": "GB", "ENGLAND": "GB", "SCOTLAND": "GB", "WALES": "GB"}
-
-
-@dataclass(frozen=True)
-class Country:
-    id: str
-    alpha_2: str
-    alpha_3: str
-    numeric: str
-    name: str
-
-
-def country_id(alpha_2: str) -> str:
-    """A country's public id, as `GET /countries` (orders) shows it: derived from its code, so the
-    same on every installation and in every service."""
-    digest = hashlib.sha256(f"country:{alpha_2}".encode()).digest()
-    return base64.b32encode(digest[:15]).decode().lower()
-
-
-COUNTRIES = {
-    c.alpha_2: Country(country_id(c.alpha_2), c.alpha_2, c.alpha_3, c.numeric, c.name) for c in pycountry.countries
-}
-COUNTRIES_BY_ID = {country.id: country for country in COUNTRIES.values()}
-
-
-def country_code(value: str) -> str | None:
-    """A country name as upstream ("United Kingdom") or an ISO 3166 code -> alpha-2, else None."""
-    text = value.strip()
-    if not text:
-        return None
-    alias = COUNTRY_ALIASES.get(text.upper())
-    if alias:
-        return alias
-    try:
-        return pycountry.countries.lookup(text).alpha_2
-    except LookupError:
-        return None

@@ -31,6 +31,7 @@ from customers.views import (
 )
 from shared import runtime
 from shared.contracts import CustomerPasswordChanged, CustomerRegistered
+from shared.countries import COUNTRIES_BY_CODE, COUNTRIES_BY_ID, country_code
 from shared.http import (
     ApiError,
     NotFound,
@@ -293,13 +294,13 @@ async def change_password(request: web.Request) -> web.Response:
 def _country(country_id: str | None, country: str | None) -> str:
     """The address's country as ISO alpha-2, from `country_id` or else `country`; a 422 without."""
     if country_id is not None:
-        found = domain.COUNTRIES_BY_ID.get(country_id)
+        found = COUNTRIES_BY_ID.get(country_id)
         if found is None:
             raise ValidationFailed.one("country_id", "The selected country id is invalid.")
         return found.alpha_2
     if country is not None:
-        code = domain.country_code(country)
-        if code is None or code not in domain.COUNTRIES:
+        code = country_code(country)
+        if code is None or code not in COUNTRIES_BY_CODE:
             raise ValidationFailed.one("country", "The selected country is invalid.")
         return code
     raise ValidationFailed.one("country_id", "The country id field is required.")

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from customers.domain import COUNTRIES, display_name
+from customers.domain import display_name
+from shared.countries import COUNTRIES_BY_CODE
 from shared.http import wire_timestamp
 
 
@@ -129,7 +130,7 @@ def user_view(
 
 
 def country_view(alpha_2: str) -> CountryOut:
-    country = COUNTRIES[alpha_2]
+    country = COUNTRIES_BY_CODE[alpha_2]
     return CountryOut(
         id=country.id,
         name=country.name,

@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
-from customers.domain import MAX_ADDRESSES, country_id
+from customers.domain import MAX_ADDRESSES
 from services.customers.tests.testkit import API, register
+from shared.countries import country_id
 from tests.support import identity_headers
 
 HOME = {

@@ -9,10 +9,10 @@ import time
 import aiohttp
 import jwt
 
-from customers.domain import country_id
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
 from services.customers.tests.testkit import new_email, new_secret
+from shared.countries import country_id
 from shared.identity import CUSTOMER_TOKEN_AUDIENCE, CUSTOMER_TOKEN_ISSUER
 from shared.settings import DEV_CUSTOMER_TOKEN_SECRET
 from tests.support import Stack

@@ -1,6 +1,6 @@
 """Countries: `GET /countries`, `GET /countries/{id}` and the admin's `PUT /countries/{id}`.
 
-The list is ISO 3166 as pycountry knows it (`domain.COUNTRIES`); the orders service keeps only
+The list is ISO 3166 as pycountry knows it (`COUNTRIES`); the orders service keeps only
 what an admin set on a country (`enabled`, `preferred`), in its `countries` table. Addresses may
 only name an enabled country (`details.py`).
 """
@@ -12,13 +12,14 @@ from aiohttp import web
 from orders import domain, queries, views
 from orders.models import CountriesQuery, CountryIn
 from shared import http, runtime
+from shared.countries import COUNTRIES, COUNTRIES_BY_ID, Country
 from shared.http import NotFound
 
 
 async def list_countries(request: web.Request) -> web.Response:
     query = http.query_model(request, CountriesQuery)
     flags = await queries.country_flags(request.app[runtime.POOL])
-    listed = [views.country_out(country, flags.get(country.alpha_2)) for country in domain.COUNTRIES]
+    listed = [views.country_out(country, flags.get(country.alpha_2)) for country in COUNTRIES]
     listed = [
         country
         for country in listed
@@ -54,8 +55,8 @@ async def is_enabled(request: web.Request, alpha_2: str) -> bool:
     return flags["enabled"] if flags else domain.ENABLED_BY_DEFAULT
 
 
-def _country(request: web.Request) -> domain.Country:
-    country = domain.COUNTRIES_BY_ID.get(http.path_id(request))
+def _country(request: web.Request) -> Country:
+    country = COUNTRIES_BY_ID.get(http.path_id(request))
     if country is None:
         raise NotFound()
     return country

@@ -10,10 +10,11 @@ import asyncpg
 from aiohttp import web
 from pydantic import ValidationError
 
-from orders import countries, domain, edits, queries, shipping, views
+from orders import countries, edits, queries, shipping, views
 from orders.models import AddressByIdIn, AddressIn, ContactIn
 from shared import http, runtime
 from shared.contracts import GetCustomerAddress
+from shared.countries import country_code
 from shared.http import ValidationFailed
 from shared.uow import Conflict, retry_on_conflict
 
@@ -51,7 +52,7 @@ async def _address(request: web.Request, body: AddressIn) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     if not body.county and not body.state:
         errors["county"] = ["The county field is required when state is not present."]
-    code = domain.country_code(body.country)
+    code = country_code(body.country)
     if code is None or not await countries.is_enabled(request, code):
         errors["country"] = ["The selected country is invalid."]
     if errors:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from orders import attempt_queries, domain, queries
 from shared import http, money, runtime
 from shared.contracts import ShippingPriceView
+from shared.countries import Country
 from shared.http import PaginationLinks, PaginationMeta, TransactionOut, wire_timestamp
 
 # ---------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ def price_out(price: ShippingPriceView) -> ShippingPriceOut:
     )
 
 
-def country_out(country: domain.Country, flags: Mapping[str, Any] | None) -> CountryOut:
+def country_out(country: Country, flags: Mapping[str, Any] | None) -> CountryOut:
     """`flags`: the admin's row for the country, None when no admin has set it (the defaults)."""
     return CountryOut(
         id=country.id,

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
-from orders import domain
 from services.orders.tests.testkit import ADDRESS, Store, admin, line
+from shared import countries
 from tests.support import identity_headers
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -28,7 +28,7 @@ RARE = ("AQ", "BV", "HM", "UM", "TF", "GS", "PN", "NF", "CC", "CX")
 
 
 def cid(alpha_2: str) -> str:
-    return domain.country_id(alpha_2)
+    return countries.country_id(alpha_2)
 
 
 @pytest.fixture
@@ -54,13 +54,13 @@ async def set_flags(client: Any, alpha_2: str, body: dict[str, Any]) -> dict[str
 
 
 def test_the_list_is_iso_3166_with_stable_opaque_ids() -> None:
-    assert len(domain.COUNTRIES) == len(pycountry.countries)
-    assert {c.alpha_2 for c in domain.COUNTRIES} == {c.alpha_2 for c in pycountry.countries}
-    assert len(domain.COUNTRIES_BY_ID) == len(domain.COUNTRIES)  # no two share an id
+    assert len(countries.COUNTRIES) == len(pycountry.countries)
+    assert {c.alpha_2 for c in countries.COUNTRIES} == {c.alpha_2 for c in pycountry.countries}
+    assert len(countries.COUNTRIES_BY_ID) == len(countries.COUNTRIES)  # no two share an id
     # The same id on every installation (derived from the code), shaped like every other id.
-    assert cid("GB") == domain.country_id("GB") != cid("FR")
-    assert all(len(c.id) == 24 and c.id.isalnum() and c.id.islower() for c in domain.COUNTRIES)
-    names = [c.name for c in domain.COUNTRIES]
+    assert cid("GB") == countries.country_id("GB") != cid("FR")
+    assert all(len(c.id) == 24 and c.id.isalnum() and c.id.islower() for c in countries.COUNTRIES)
+    names = [c.name for c in countries.COUNTRIES]
     assert names[:3] == ["Afghanistan", "Åland Islands", "Albania"] and names[-1] == "Zimbabwe"
 
 
@@ -111,7 +111,7 @@ async def test_admin_sets_the_flags(client: Any, rare: tuple[str, ...]) -> None:
     listed = await (await client.get(f"{API}/countries?paginate=false")).json()
     assert cid(aq) not in {c["id"] for c in listed["data"]}
     shown = await (await client.get(f"{API}/countries?paginate=false&show_disabled=true")).json()
-    assert len(shown["data"]) == len(domain.COUNTRIES) and cid(aq) in {c["id"] for c in shown["data"]}
+    assert len(shown["data"]) == len(countries.COUNTRIES) and cid(aq) in {c["id"] for c in shown["data"]}
     preferred = await (await client.get(f"{API}/countries?paginate=false&only_preferred=1")).json()
     assert cid(bv) in [c["id"] for c in preferred["data"]] and cid(aq) not in [c["id"] for c in preferred["data"]]
     preferred = await (await client.get(f"{API}/countries?paginate=0&only_preferred=1&show_disabled=1")).json()

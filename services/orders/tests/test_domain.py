@@ -18,6 +18,7 @@ from orders.domain import (
     REFUNDED,
     VOIDED,
 )
+from shared.countries import country_code
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_references() -> None:
     ],
 )
 def test_country_code(value: str, code: str | None) -> None:
-    assert domain.country_code(value) == code
+    assert country_code(value) == code
 
 
 def test_address_view_shows_the_country_name() -> None:
