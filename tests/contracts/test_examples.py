@@ -64,7 +64,9 @@ def test_strategies_reach_the_interesting_values():
     """Optional fields are sometimes absent and sometimes None; nested models and lists are filled."""
     seen: dict[str, set[str]] = {"shipping_address": set(), "lines": set()}
 
-    @settings(max_examples=60, deadline=None, database=None)
+    # Derandomized: a random run of 60 examples missed one of the three cases about once in fifty
+    # runs, and a check on what the strategy can reach should not depend on luck.
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True)
     @given(messages(MODELS["order.placed.v1"]))
     def observe(message: Contract) -> None:
         data = message.model_dump(exclude_unset=True)
