@@ -413,6 +413,22 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
                 "free_shipping": True,
             }
         },
+        # In euros: the catalogue's pounds converted at 1.165 (16.66 GBP is 19.41 EUR).
+        {
+            "basket": {
+                "id": BASKET_ID,
+                "currency": "EUR",
+                "used": False,
+                "sub_total": 3882,
+                "tax_total": 776,
+                "discount_total": 0,
+                "total": 4658,
+                "weight_grams": 360,
+                "lines": [SNAPSHOT_LINE | {"unit_price": 1941, "line_total": 3882, "tax_total": 776}],
+                "base_currency": "GBP",
+                "exchange_rate": "1.165",
+            }
+        },
         {"basket": None},
     ],
     "shipping.quote.v1": [

@@ -383,6 +383,11 @@ class BasketSnapshot(BaseModel):
     # The discounts that apply (their amounts are in the lines' `discount_total`).
     discounts: list[DiscountUse] = Field(default_factory=list)
     free_shipping: bool = False
+    # The prices are the catalogue's, in `base_currency`, converted at `exchange_rate` (units of
+    # `currency` per unit of the base, a decimal string) when the basket was priced; "1" and the
+    # basket's own currency when it is the base. The order keeps both.
+    base_currency: Currency | None = None
+    exchange_rate: str = Field(default="1", pattern=r"^[0-9]{1,10}(\.[0-9]{1,8})?$")
 
 
 class GetBasketSnapshot(Contract):

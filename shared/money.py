@@ -6,14 +6,47 @@ they are produced from integers here, never through float arithmetic.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 
-MINOR_UNITS = {"GBP": 2, "EUR": 2, "USD": 2, "JPY": 0}
+from babel import numbers
+
 DEFAULT_TAX_RATE_BP = 2000  # VAT 20%, in basis points
 
 
+@cache
 def exponent(currency: str) -> int:
-    return MINOR_UNITS.get(currency.upper(), 2)
+    """Digits after the decimal point: 2 for GBP, 0 for JPY, 3 for KWD (ISO 4217's minor units,
+    as the Unicode CLDR data in babel keeps them)."""
+    return numbers.get_currency_precision(currency.upper())
+
+
+def is_currency(code: str) -> bool:
+    """An ISO 4217 code babel knows (upper case)."""
+    return code.isupper() and numbers.is_currency(code)
+
+
+def currency_name(code: str) -> str:
+    return numbers.get_currency_name(code, locale="en")
+
+
+def currency_symbol(code: str) -> str:
+    return numbers.get_currency_symbol(code, locale="en")
+
+
+def convert(amount: int, rate: Decimal, source: str, target: str) -> int:
+    """`amount` minor units of `source` in minor units of `target`, at `rate` units of `target`
+    per unit of `source`, rounded half up to the target's minor unit.
+
+    1999 GBP minor units at 1.165 EUR -> 2329 (23.28835 EUR rounded to 23.29); 1999 GBP at
+    181.5 JPY -> 3628 (3628.185 JPY rounded to 3628). The same rate and amount give the same
+    result everywhere: this is the one place a price changes currency."""
+    if amount < 0 or rate <= 0:
+        raise ValueError("the amount must not be negative and the rate must be positive")
+    if source == target:
+        return amount
+    major = Decimal(amount).scaleb(-exponent(source)) * rate
+    return int(major.scaleb(exponent(target)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def to_major(amount: int, currency: str = "GBP") -> Decimal:

@@ -18,6 +18,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -76,6 +77,10 @@ async def basket_data(conn: asyncpg.Connection) -> Seeded:
             values = DEFAULTS | fields | {"id": new_id(), "product_id": product["id"], "position": position}
             values["sku"] = f"{values['sku']}-{tag}"
             variant_ids.append((await basket_queries.insert_variant(conn, values))["id"])
+    if await basket_queries.currency_by_code(conn, "EUR") is None:  # the session's stack may have seeded it
+        euro = {"name": "Euro", "exchange_rate": Decimal("1.165"), "format": "€{price}", "decimal_point": ".",
+                "thousand_point": ",", "enabled": True, "is_default": False}  # fmt: skip
+        await basket_queries.insert_currency(conn, new_id(), "EUR", euro)
     basket_ids = []
     for currency, count in (("GBP", 3), ("GBP", 0), ("EUR", 1)):
         basket_id = (await basket_queries.insert_basket(conn, new_id(), currency, {}))["id"]
@@ -101,6 +106,7 @@ async def basket_data(conn: asyncpg.Connection) -> Seeded:
             ("order.stock_requested.v1", order | {"lines": lines}, {"stock.reserved.v1"}),
             ("order.placed.v1", placed, {"stock.committed.v1"}),
             ("basket.snapshot", {"basket_id": basket_ids[0]}, lambda reply: len(reply.basket.lines) == 3),
+            ("basket.snapshot", {"basket_id": basket_ids[2]}, lambda reply: reply.basket.currency == "EUR"),
         ],
     )
 

@@ -12,6 +12,7 @@ import types
 import typing
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import annotated_types
@@ -57,8 +58,15 @@ DATETIMES = st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=T
 AMOUNT_MAX = 1_000_000_000  # ten million in major units: far beyond any basket, well inside bigint
 QUANTITY_MAX = 1_000
 
+# A rate as the snapshot carries it: a positive decimal string, up to ten digits and eight places.
+EXCHANGE_RATES = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("9999999999"), places=8).map(
+    lambda rate: format(rate.normalize(), "f")
+)
+
 BY_NAME: Overrides = {
     "currency": CURRENCIES,
+    "base_currency": CURRENCIES,
+    "exchange_rate": EXCHANGE_RATES,
     "status": STATUSES,
     "success_status": STATUSES,
     "from_status": STATUSES,

@@ -1,6 +1,6 @@
 from aiohttp import web
 
-from basket import consumers, sweepers
+from basket import consumers, currencies, sweepers
 from basket.routes import OPERATIONS
 from basket.settings import BasketSettings
 from shared import operations, runtime
@@ -10,6 +10,7 @@ def create_app(settings: BasketSettings) -> web.Application:
     return runtime.create_service_app(
         settings,
         routes=operations.routes(OPERATIONS),
+        resources=[currencies.base_currency_row(settings)],
         subscriptions=consumers.subscriptions,
         responders=consumers.responders,
         background=[sweepers.reservation_sweeper(settings)],

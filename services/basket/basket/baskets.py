@@ -14,8 +14,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from basket import domain, queries, views
-from basket.catalogue import settings_of
+from basket import currencies, domain, queries, views
 from basket.models import (
     AddLines,
     BasketMeta,
@@ -26,6 +25,7 @@ from basket.models import (
     UpdateBasket,
     VariantQuantity,
 )
+from basket.settings import settings_of
 from shared import runtime
 from shared.contracts import BasketChanged
 from shared.http import (
@@ -56,21 +56,25 @@ async def get_basket(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound()
     discounts = await queries.basket_discounts(pool, row["id"])
-    return model_response(views.BasketResponse(data=views.basket_view(row, row["lines"], includes(request), discounts)))
+    return await respond(request, pool, row, row["lines"], discounts)
 
 
 async def create_basket(request: web.Request) -> web.Response:
     """Create a basket, or replace every line of an existing one."""
     body = await read_json(request, CreateBasket)
-    currency = _currency(request, body.currency)
     async with runtime.unit_of_work(request) as uow:
         if body.basket_id is None:
+            currency = await currencies.new_basket_currency(uow.conn, request, body.currency)
             return await _new_basket(request, uow, currency, body)
         basket = await _basket_from_body(request, uow.conn, body.basket_id)
+        # As upstream: a currency given with an existing basket changes its currency.
+        currency = None
+        if body.currency is not None:
+            currency = (await currencies.enabled_conversion(uow.conn, request, body.currency)).currency
         checked = await _check_variants(uow.conn, body.variants, {})
         await queries.delete_all_lines(uow.conn, basket["id"])
         await _upsert_lines(uow.conn, basket["id"], checked)
-        return await _finish(request, uow, basket, body.meta)
+        return await _finish(request, uow, basket, body.meta, currency)
 
 
 async def _new_basket(request: web.Request, uow: UnitOfWork, currency: str, body: CreateBasket) -> web.Response:
@@ -90,8 +94,8 @@ async def _new_basket(request: web.Request, uow: UnitOfWork, currency: str, body
         for line in lines
     ]
     discounts = await queries.basket_discounts(uow.conn, basket["id"])  # automatic ones may apply
-    uow.emit(_changed(basket, line_rows, discounts))
-    return model_response(views.BasketResponse(data=views.basket_view(basket, line_rows, includes(request), discounts)))
+    await announce(request, uow, basket, line_rows, discounts)
+    return await respond(request, uow.conn, basket, line_rows, discounts)
 
 
 async def add_lines(request: web.Request) -> web.Response:
@@ -104,9 +108,8 @@ async def add_lines(request: web.Request) -> web.Response:
             current = {row["id"]: row["line_quantity"] for row in await queries.basket_lines(uow.conn, basket["id"])}
         checked = await _check_variants(uow.conn, body.variants, current)
         if basket is None:
-            basket = await queries.insert_basket(
-                uow.conn, new_id(), settings_of(request).base_currency, {}, optional_customer(request)
-            )
+            currency = await currencies.new_basket_currency(uow.conn, request, None)
+            basket = await queries.insert_basket(uow.conn, new_id(), currency, {}, optional_customer(request))
         await _upsert_lines(uow.conn, basket["id"], checked)
         return await _finish(request, uow, basket, body.meta)
 
@@ -187,18 +190,20 @@ async def set_meta(request: web.Request) -> web.Response:
 
 
 async def update_basket(request: web.Request) -> web.Response:
-    """Upstream's `PUT /baskets/{id}` changes the basket's currency. There is one currency for now,
-    so only the basket's own is accepted, and the basket is answered as it is (nothing changes, no
-    event); any other is a 422, as on create."""
+    """Upstream's `PUT /baskets/{id}`: the basket's currency, which must be enabled (422 for any
+    other). Its prices are those of the catalogue converted at the currency's rate from then on.
+    The basket's own currency, or no body (GetCandy's client sends none), changes nothing."""
     basket_id = path_id(request)
     body = await read_json(request, UpdateBasket)
     async with runtime.unit_of_work(request) as uow:
         basket = await _locked_basket(request, uow.conn, basket_id)
-        if body.currency is not None and body.currency.upper() != basket["currency"]:
-            raise ValidationFailed.one("currency", "The selected currency is invalid.")
+        if body.currency is not None:
+            currency = (await currencies.enabled_conversion(uow.conn, request, body.currency)).currency
+            if currency != basket["currency"]:
+                return await _finish(request, uow, basket, currency=currency)
         lines = await queries.basket_lines(uow.conn, basket["id"])
         discounts = await queries.basket_discounts(uow.conn, basket["id"])
-    return model_response(views.BasketResponse(data=views.basket_view(basket, lines, includes(request), discounts)))
+        return await respond(request, uow.conn, basket, lines, discounts)
 
 
 async def delete_basket(request: web.Request) -> web.Response:
@@ -212,19 +217,12 @@ async def delete_basket(request: web.Request) -> web.Response:
             raise ApiError(409, MSG_IN_FLIGHT)
         if not await queries.delete_basket(uow.conn, basket_id, basket["version"]):
             raise ApiError(409, "The basket changed meanwhile, please retry")
-        uow.emit(_changed(basket, [], []))
+        await announce(request, uow, basket, [], [])
     return model_response(views.SuccessResponse(success=views.Success(http_code=200, message=None)))
 
 
 # ---------------------------------------------------------------------------------------------
 # The steps
-
-
-def _currency(request: web.Request, requested: str | None) -> str:
-    base = settings_of(request).base_currency
-    if requested is not None and requested.upper() != base:
-        raise ValidationFailed.one("currency", "The selected currency is invalid.")
-    return base
 
 
 def _ensure_changeable(basket: Row) -> None:
@@ -344,22 +342,38 @@ async def _set_quantity(conn: asyncpg.Connection, line: Row, quantity: int) -> N
     await queries.set_line_quantity(conn, line["id"], quantity)
 
 
-async def _finish(request: web.Request, uow: UnitOfWork, basket: Row, meta: dict | None = None) -> web.Response:
-    """Bump the basket's version (compare-and-set on the version read under the lock), announce
-    the change, render the basket."""
-    updated = await queries.touch_basket(uow.conn, basket["id"], basket["version"], meta)
+async def _finish(
+    request: web.Request, uow: UnitOfWork, basket: Row, meta: dict | None = None, currency: str | None = None
+) -> web.Response:
+    """Bump the basket's version (compare-and-set on the version read under the lock), with its
+    new `meta` or `currency` if given; announce the change, render the basket."""
+    updated = await queries.touch_basket(uow.conn, basket["id"], basket["version"], meta, currency)
     if updated is None:
         # Only reachable if someone changed the row without its lock: refuse rather than guess.
         raise ApiError(409, "The basket changed meanwhile, please retry")
     lines = await queries.basket_lines(uow.conn, basket["id"])
     discounts = await queries.basket_discounts(uow.conn, basket["id"])
-    uow.emit(_changed(updated, lines, discounts))
-    return model_response(views.BasketResponse(data=views.basket_view(updated, lines, includes(request), discounts)))
+    await announce(request, uow, updated, lines, discounts)
+    return await respond(request, uow.conn, updated, lines, discounts)
 
 
-def _changed(basket: Row, lines: list, discounts: list) -> BasketChanged:
-    """`discounts`: `queries.basket_discounts` of the basket, as it is rendered."""
-    totals = views.price_lines(lines, discounts, basket["currency"]).totals
+async def respond(request: web.Request, conn: queries.Conn, basket: Row, lines: list, discounts: list) -> web.Response:
+    """The basket as a response shows it: priced in the currency the request names, else its own
+    (`currencies.shown_conversion`). `discounts`: `queries.basket_discounts` of the basket."""
+    conversion = await currencies.shown_conversion(conn, request, basket)
+    return model_response(
+        views.BasketResponse(data=views.basket_view(basket, lines, includes(request), discounts, conversion))
+    )
+
+
+async def announce(request: web.Request, uow: UnitOfWork, basket: Row, lines: list, discounts: list) -> None:
+    """`basket.changed.v1` for the basket as it is now, in its own currency."""
+    conversion = await currencies.basket_conversion(uow.conn, settings_of(request).base_currency, basket)
+    uow.emit(_changed(basket, lines, discounts, conversion))
+
+
+def _changed(basket: Row, lines: list, discounts: list, conversion: domain.Conversion) -> BasketChanged:
+    totals = views.price_lines(lines, discounts, conversion).totals
     return BasketChanged(
         basket_id=basket["id"],
         currency=basket["currency"],

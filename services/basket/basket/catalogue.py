@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from basket import domain, queries, views
+from basket import currencies, domain, queries, views
 from basket.models import InventoryUpdate, ProductCreate, ProductsQuery, VariantCreate, VariantUpdate
-from basket.settings import BasketSettings
+from basket.settings import settings_of
 from shared import money, runtime
 from shared.http import (
     NotFound,
@@ -28,12 +28,6 @@ MSG_SKU_TAKEN = "The sku has already been taken."
 MSG_MAX_BELOW_MIN = "The max qty must be 0 (no maximum) or at least the min qty."
 
 
-def settings_of(request: web.Request) -> BasketSettings:
-    settings = request.app[runtime.SETTINGS]
-    assert isinstance(settings, BasketSettings)
-    return settings
-
-
 def pool_of(request: web.Request) -> asyncpg.Pool:
     return request.app[runtime.POOL]
 
@@ -46,12 +40,15 @@ async def list_products(request: web.Request) -> web.Response:
     query = query_model(request, ProductsQuery)
     per_page = query.per_page or query.limit or settings_of(request).products_per_page
     async with pool_of(request).acquire() as conn:
+        conversion = await currencies.catalogue_conversion(conn, request)
         total = await queries.count_products(conn)
         rows = await queries.products_page(conn, per_page, (query.page - 1) * per_page)
         variants = None
         if "variants" in includes(request):
             variants = await _variants_by_product(conn, [r["id"] for r in rows])
-    data = [views.product_view(r, variants.get(r["id"], []) if variants is not None else None) for r in rows]
+    data = [
+        views.product_view(r, variants.get(r["id"], []) if variants is not None else None, conversion) for r in rows
+    ]
     return model_response(
         views.ProductCollection.model_validate(
             paginated(request, data, page=query.page, per_page=per_page, total=total)
@@ -75,7 +72,8 @@ async def get_product(request: web.Request) -> web.Response:
         row, variants = await queries.product(pool_of(request), product_id), None
     if row is None:
         raise NotFound()
-    return model_response(views.ProductResponse(data=views.product_view(row, variants)))
+    conversion = await currencies.catalogue_conversion(pool_of(request), request)
+    return model_response(views.ProductResponse(data=views.product_view(row, variants, conversion)))
 
 
 async def get_variant(request: web.Request) -> web.Response:
@@ -85,7 +83,8 @@ async def get_variant(request: web.Request) -> web.Response:
         if row is None:
             raise NotFound()
         product = await queries.product(conn, row["product_id"]) if "product" in includes(request) else None
-    return model_response(views.VariantResponse(data=views.variant_view(row, product)))
+        conversion = await currencies.catalogue_conversion(conn, request)
+    return model_response(views.VariantResponse(data=views.variant_view(row, product, conversion)))
 
 
 # ---------------------------------------------------------------------------------------------

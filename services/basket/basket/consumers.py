@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from basket import domain, queries, stock_queries, views
+from basket import currencies, domain, queries, stock_queries, views
 from basket.settings import BasketSettings
 from shared import runtime
 from shared.bus import Responder, Subscription
@@ -55,7 +55,10 @@ def subscriptions(app: web.Application) -> list[Subscription]:
 
 
 def responders(app: web.Application) -> list[Responder]:
-    return [Responder(GetBasketSnapshot, functools.partial(on_get_basket_snapshot, app[runtime.POOL]))]
+    settings = app[runtime.SETTINGS]
+    assert isinstance(settings, BasketSettings)
+    snapshot = functools.partial(on_get_basket_snapshot, app[runtime.POOL], base_currency=settings.base_currency)
+    return [Responder(GetBasketSnapshot, snapshot)]
 
 
 def _per_variant(lines: list[LineQuantity]) -> list[tuple[str, int]]:
@@ -257,12 +260,16 @@ async def on_order_failed(uow: UnitOfWork, event: OrderFailed) -> None:
     uow.emit(StockReleased(order_id=event.order_id, reservation_id=reservation["id"], reason="order-failed"))
 
 
-async def on_get_basket_snapshot(pool: asyncpg.Pool, request: GetBasketSnapshot) -> BasketSnapshotReply:
-    """A basket's current lines and totals for orders; `basket` is None for an unknown id, and for
-    a basket the asking customer may not see (`domain.visible_to`)."""
+async def on_get_basket_snapshot(
+    pool: asyncpg.Pool, request: GetBasketSnapshot, *, base_currency: str
+) -> BasketSnapshotReply:
+    """A basket's current lines and totals for orders, in its currency at the rate of now (the
+    snapshot says which); `basket` is None for an unknown id, and for a basket the asking customer
+    may not see (`domain.visible_to`)."""
     basket = await queries.basket_with_lines(pool, request.basket_id) if is_id(request.basket_id) else None
     saved = basket is not None and basket["saved_name"] is not None
     if basket is None or not domain.visible_to(basket["customer_id"], saved, request.customer_id):
         return BasketSnapshotReply(basket=None)
     discounts_now = await queries.basket_discounts(pool, basket["id"])
-    return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"], discounts_now))
+    conversion = await currencies.basket_conversion(pool, base_currency, basket)
+    return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"], discounts_now, conversion))

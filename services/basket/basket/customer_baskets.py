@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from basket import domain, queries, views
-from basket.baskets import MSG_IN_FLIGHT, _changed, _check_variants, _finish, _upsert_lines
+from basket import currencies, domain, queries, views
+from basket.baskets import MSG_IN_FLIGHT, _check_variants, _finish, _upsert_lines, announce, respond
 from basket.models import ResolveBasket, SaveBasket, SavedBasketsQuery, VariantQuantity
 from shared import runtime
 from shared.http import (
@@ -50,11 +50,6 @@ def _theirs(basket: Row | None, customer: str) -> Row | None:
     return basket
 
 
-def _basket_response(request: web.Request, basket: Row, lines: list, discounts: list) -> web.Response:
-    """`discounts`: `queries.basket_discounts` of the basket (none for a saved copy, shown at list prices)."""
-    return model_response(views.BasketResponse(data=views.basket_view(basket, lines, includes(request), discounts)))
-
-
 async def get_current(request: web.Request) -> web.Response:
     """The customer's current basket; 404 when they have none."""
     customer = require_customer(request)
@@ -62,7 +57,7 @@ async def get_current(request: web.Request) -> web.Response:
     if row is None:
         raise NotFound()
     discounts = await queries.basket_discounts(request.app[runtime.POOL], row["id"])
-    return _basket_response(request, row, row["lines"], discounts)
+    return await respond(request, request.app[runtime.POOL], row, row["lines"], discounts)
 
 
 async def claim_basket(request: web.Request) -> web.Response:
@@ -79,7 +74,7 @@ async def claim_basket(request: web.Request) -> web.Response:
             basket = await _claim(uow.conn, basket, customer)
         lines = await queries.basket_lines(uow.conn, basket_id)
         discounts = await queries.basket_discounts(uow.conn, basket_id)
-    return _basket_response(request, basket, lines, discounts)
+        return await respond(request, uow.conn, basket, lines, discounts)
 
 
 async def _claim(conn: asyncpg.Connection, basket: Row, customer: str) -> Row:
@@ -120,11 +115,11 @@ async def _resolve(request: web.Request, customer: str, body: ResolveBasket) -> 
             raise ApiError(403, domain.MSG_BASKET_USED)
         if current_id == source["id"]:
             lines = await queries.basket_lines(conn, source["id"])
-            return _basket_response(request, source, lines, await queries.basket_discounts(conn, source["id"]))
+            return await respond(request, conn, source, lines, await queries.basket_discounts(conn, source["id"]))
         if current_id is None or not body.merge:
             claimed = await _claim(conn, source, customer)  # the newest of theirs: now the current one
             lines = await queries.basket_lines(conn, claimed["id"])
-            return _basket_response(request, claimed, lines, await queries.basket_discounts(conn, claimed["id"]))
+            return await respond(request, conn, claimed, lines, await queries.basket_discounts(conn, claimed["id"]))
         current = locked[current_id]
         if current is None or current["order_id"] is not None:
             raise Conflict  # placed or deleted since it was found current: find it again
@@ -148,7 +143,7 @@ async def _merge(request: web.Request, uow: UnitOfWork, source: Row, current: Ro
     merged = await queries.mark_merged(conn, source["id"], source["version"], current["id"])
     if merged is None:
         raise ApiError(409, "The basket changed meanwhile, please retry")
-    uow.emit(_changed(merged, [], []))
+    await announce(request, uow, merged, [], [])
     return await _finish(request, uow, current)
 
 
@@ -177,8 +172,9 @@ async def save_basket(request: web.Request) -> web.Response:
             uow.conn, new_id(), source["currency"], source["meta"], lines, customer_id=customer, saved_name=body.name
         )
         copied = await queries.basket_lines(uow.conn, copy["id"])
-        uow.emit(_changed(copy, copied, []))
-    return _basket_response(request, copy, copied, [])
+        await announce(request, uow, copy, copied, [])
+        # A copy takes no part in a checkout: it is shown at its list prices, without discounts.
+        return await respond(request, uow.conn, copy, copied, [])
 
 
 async def list_saved(request: web.Request) -> web.Response:
@@ -188,7 +184,10 @@ async def list_saved(request: web.Request) -> web.Response:
     total = await queries.count_saved(pool, customer)
     rows = await queries.saved_baskets_page(pool, customer, query.per_page, (query.page - 1) * query.per_page)
     wanted = includes(request)
-    data = [views.saved_basket_view(row, row["lines"], wanted) for row in rows]
+    data = [
+        views.saved_basket_view(row, row["lines"], wanted, await currencies.shown_conversion(pool, request, row))
+        for row in rows
+    ]
     page = paginated(request, data, page=query.page, per_page=query.per_page, total=total)
     return model_response(views.SavedBasketCollection.model_validate(page))
 
@@ -202,7 +201,10 @@ async def rename_saved(request: web.Request) -> web.Response:
         if renamed is None:
             raise NotFound()
         lines = await queries.basket_lines(uow.conn, basket_id)
-    return model_response(views.SavedBasketResponse(data=views.saved_basket_view(renamed, lines, includes(request))))
+        conversion = await currencies.shown_conversion(uow.conn, request, renamed)
+    return model_response(
+        views.SavedBasketResponse(data=views.saved_basket_view(renamed, lines, includes(request), conversion))
+    )
 
 
 async def delete_saved(request: web.Request) -> web.Response:

@@ -15,9 +15,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from basket import baskets, domain, queries, views
-from basket.catalogue import pool_of, settings_of
+from basket import baskets, currencies, domain, queries, views
+from basket.catalogue import pool_of
 from basket.models import ApplyCoupon, DiscountCreate, DiscountsQuery, DiscountUpdate
+from basket.settings import settings_of
 from shared import money, runtime
 from shared.http import (
     ApiError,
@@ -190,8 +191,10 @@ async def apply_coupon(request: web.Request) -> web.Response:
         found = await queries.discount_by_coupon(uow.conn, body.coupon.strip())
         if found is None:
             raise ValidationFailed.one("coupon", domain.MSG_COUPON_INVALID)
-        lines = views.pricing_lines(await queries.basket_lines(uow.conn, basket_id))
-        refusal = domain.coupon_refusal(views.discount_terms(found), lines, basket["currency"], datetime.now(UTC))
+        conversion = await currencies.basket_conversion(uow.conn, settings_of(request).base_currency, basket)
+        lines = views.pricing_lines(await queries.basket_lines(uow.conn, basket_id), conversion)
+        terms = conversion.terms(views.discount_terms(found))
+        refusal = domain.coupon_refusal(terms, lines, basket["currency"], datetime.now(UTC))
         if refusal is not None:
             raise ValidationFailed.one("coupon", refusal)
         await queries.set_basket_coupon(uow.conn, basket_id, found["id"])

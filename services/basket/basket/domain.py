@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
@@ -159,6 +159,38 @@ def basket_totals(lines: Iterable[LineAmounts]) -> Totals:
         tax_total += line.tax
         discount_total += line.discount
     return Totals(sub_total, tax_total, discount_total, sub_total + tax_total - discount_total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Currencies
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """Catalogue prices, kept in the `base` currency, as a basket in `currency` sees them:
+    each unit price converted at `rate` (units of `currency` per unit of `base`) and rounded half
+    up to the currency's minor unit (`money.convert`) before anything is multiplied or taxed, so
+    a line is always quantity x a unit price the shopper was shown."""
+
+    base: str
+    currency: str
+    rate: Decimal
+
+    @classmethod
+    def none(cls, base: str) -> Conversion:
+        return cls(base, base, Decimal(1))
+
+    def price(self, amount: int) -> int:
+        return money.convert(amount, self.rate, self.base, self.currency)
+
+    def terms(self, terms: DiscountTerms) -> DiscountTerms:
+        """A discount's amounts as this basket sees them. One set in the base currency has its
+        minimum and fixed amount converted like a price; one set in another currency is left as
+        it is (`basket_refusal` lets it apply only in that currency)."""
+        if terms.currency != self.base or self.currency == self.base:
+            return terms
+        fixed = None if terms.fixed_amount is None else self.price(terms.fixed_amount)
+        return replace(terms, currency=self.currency, min_basket=self.price(terms.min_basket), fixed_amount=fixed)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class SavedBasketsQuery(Body):
 class UpdateBasket(Body):
     # Optional: GetCandy's published client sends this request without a body (no change).
     currency: str | None = Field(
-        default=None, max_length=3, description="ISO 4217; only the basket's own currency for now"
+        default=None, max_length=3, description="An enabled currency's code (GET /currencies); none: no change"
     )
 
 
@@ -263,3 +263,47 @@ class DiscountsQuery(Body):
 
 class ApplyCoupon(Body):
     coupon: str = Field(min_length=1, max_length=64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: currencies (admin)
+
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
+# numeric(18, 8): up to ten digits before the point, eight after.
+ExchangeRate = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=8)]
+CurrencyName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
+PriceFormat = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\{price\}")]
+Separator = Annotated[str, Field(max_length=4)]
+
+
+class CurrencyCreate(Body):
+    """A currency baskets may be in. `exchange_rate`: units of it per unit of the base currency
+    (prices are converted at it); `format`: how a storefront shows a price (`{price}` is replaced)."""
+
+    code: CurrencyCode = Field(description="ISO 4217")
+    name: CurrencyName | None = Field(default=None, description="Default: the English name of the code")
+    exchange_rate: ExchangeRate
+    format: PriceFormat | None = Field(default=None, description="Default: the currency's symbol then {price}")
+    decimal_point: Separator = "."
+    thousand_point: Separator = ","
+    enabled: bool = True
+    default: bool = Field(default=False, description="The currency of a new basket that names none")
+
+
+class CurrencyUpdate(Body):
+    """The fields to change (the others are kept). `version`: the one read, refused with 409 if
+    the currency changed since."""
+
+    name: CurrencyName | None = None
+    exchange_rate: ExchangeRate | None = None
+    format: PriceFormat | None = None
+    decimal_point: Separator | None = None
+    thousand_point: Separator | None = None
+    enabled: bool | None = None
+    default: bool | None = None
+    version: Int | None = Field(default=None, ge=1, description="Compare-and-set: the version last read")
+
+
+class CurrenciesQuery(Body):
+    page: Int = Field(default=1, ge=1, le=100_000)
+    per_page: Int = Field(default=25, ge=1, le=100)

@@ -214,15 +214,17 @@ async def lock_basket(conn: asyncpg.Connection, basket_id: str) -> asyncpg.Recor
 
 
 async def touch_basket(
-    conn: asyncpg.Connection, basket_id: str, version: int, meta: dict | None = None
+    conn: asyncpg.Connection, basket_id: str, version: int, meta: dict | None = None, currency: str | None = None
 ) -> asyncpg.Record | None:
-    """Compare-and-set on the version read under the lock; optionally replaces meta."""
+    """Compare-and-set on the version read under the lock; optionally replaces meta or currency."""
     return await conn.fetchrow(
-        "UPDATE baskets SET version = version + 1, updated_at = now(), meta = COALESCE($3, meta) "
+        "UPDATE baskets SET version = version + 1, updated_at = now(), meta = COALESCE($3, meta), "
+        "currency = COALESCE($4, currency) "
         f"WHERE id = $1 AND version = $2 AND order_id IS NULL RETURNING {BASKET_COLUMNS}",
         basket_id,
         version,
         meta,
+        currency,
     )
 
 
@@ -535,5 +537,114 @@ async def delete_saved(conn: asyncpg.Connection, basket_id: str, customer_id: st
         "DELETE FROM baskets WHERE id = $1 AND customer_id = $2 AND saved_name IS NOT NULL RETURNING id",
         basket_id,
         customer_id,
+    )
+    return deleted is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Currencies (`currencies.py`)
+
+CURRENCY_COLUMNS = (
+    "id, code, name, exchange_rate, format, decimal_point, thousand_point, enabled, is_default, "
+    "created_at, updated_at, version"
+)
+# What an admin sets (the order of `insert_currency`'s and `update_currency`'s parameters).
+CURRENCY_SETTABLE = ("name", "exchange_rate", "format", "decimal_point", "thousand_point", "enabled", "is_default")
+_CURRENCY_PARAMS = ", ".join(f"${i}" for i in range(3, 3 + len(CURRENCY_SETTABLE)))
+
+
+async def insert_currency(
+    conn: asyncpg.Connection, currency_id: str, code: str, values: dict[str, Any]
+) -> asyncpg.Record:
+    """`values`: every column of `CURRENCY_SETTABLE`. A code already there raises
+    `asyncpg.UniqueViolationError`."""
+    return await conn.fetchrow(
+        f"INSERT INTO currencies (id, code, {', '.join(CURRENCY_SETTABLE)}) VALUES ($1, $2, {_CURRENCY_PARAMS}) "
+        f"RETURNING {CURRENCY_COLUMNS}",
+        currency_id,
+        code,
+        *(values[name] for name in CURRENCY_SETTABLE),
+    )
+
+
+async def insert_base_currency(conn: Conn, currency_id: str, code: str, name: str, format_: str) -> None:
+    """The base currency's row at rate 1, unless it is there; the default when there is none yet."""
+    await conn.execute(
+        """
+        INSERT INTO currencies (id, code, name, exchange_rate, format, is_default)
+        VALUES ($1, $2, $3, 1, $4, NOT EXISTS (SELECT 1 FROM currencies WHERE is_default))
+        ON CONFLICT DO NOTHING
+        """,
+        currency_id,
+        code,
+        name,
+        format_,
+    )
+
+
+async def currency(conn: Conn, currency_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {CURRENCY_COLUMNS} FROM currencies WHERE id = $1", currency_id)
+
+
+async def currency_by_code(conn: Conn, code: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {CURRENCY_COLUMNS} FROM currencies WHERE code = $1", code)
+
+
+async def default_currency(conn: Conn) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {CURRENCY_COLUMNS} FROM currencies WHERE is_default")
+
+
+async def lock_currency(conn: asyncpg.Connection, currency_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {CURRENCY_COLUMNS} FROM currencies WHERE id = $1 FOR UPDATE", currency_id)
+
+
+async def currencies_page(conn: Conn, limit: int, offset: int) -> tuple[int, list[asyncpg.Record]]:
+    total = await conn.fetchval("SELECT count(*) FROM currencies")
+    rows = await conn.fetch(
+        f"SELECT {CURRENCY_COLUMNS} FROM currencies ORDER BY is_default DESC, code LIMIT $1 OFFSET $2",
+        limit,
+        offset,
+    )
+    return total, rows
+
+
+async def update_currency(
+    conn: asyncpg.Connection, currency_id: str, version: int, values: dict[str, Any]
+) -> asyncpg.Record | None:
+    """Every column of `CURRENCY_SETTABLE` set from `values`: a compare-and-set on the version read
+    under the lock (None when it moved)."""
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(CURRENCY_SETTABLE, start=3))
+    return await conn.fetchrow(
+        f"UPDATE currencies SET {assignments}, updated_at = now(), version = version + 1 "
+        f"WHERE id = $1 AND version = $2 RETURNING {CURRENCY_COLUMNS}",
+        currency_id,
+        version,
+        *(values[name] for name in CURRENCY_SETTABLE),
+    )
+
+
+async def clear_default_currency(conn: asyncpg.Connection, except_id: str) -> None:
+    """Before another currency becomes the default (the unique index allows one). Serialised by a
+    lock held to the commit: two currencies made the default at once end with the later one."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('basket:default-currency'))")
+    await conn.execute(
+        "UPDATE currencies SET is_default = false, updated_at = now(), version = version + 1 "
+        "WHERE is_default AND id <> $1",
+        except_id,
+    )
+
+
+async def currency_in_use(conn: asyncpg.Connection, code: str) -> bool:
+    """Whether a basket (placed orders' too: they are still shown) or a discount is in this currency."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM baskets WHERE currency = $1) "
+        "OR EXISTS (SELECT 1 FROM discounts WHERE currency = $1)",
+        code,
+    )
+
+
+async def delete_currency(conn: asyncpg.Connection, currency_id: str, version: int) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM currencies WHERE id = $1 AND version = $2 RETURNING id", currency_id, version
     )
     return deleted is not None

@@ -3,8 +3,12 @@ OpenAPI document (see `shared.operations`)."""
 
 from __future__ import annotations
 
-from basket import baskets, catalogue, customer_baskets, discounts, models, views
+from basket import baskets, catalogue, currencies, customer_baskets, discounts, models, views
 from shared.operations import OPTIONAL, Link, Operation
+
+# Every response with prices shows them in the currency GetCandy's `X-CANDY-CURRENCY` header or
+# `?currency=` names (422 for one that is not enabled), else the basket's own (`currencies.py`).
+SHOWN_IN = " Prices in the currency the `X-CANDY-CURRENCY` header or `?currency=` names, else the basket's own."
 
 # A basket leads to its order (the orders service's `POST /orders`) and back to itself.
 BASKET_ID = "$response.body#/data/id"
@@ -21,7 +25,8 @@ OPERATIONS: list[Operation] = [
         catalogue.get_variant,
         "A product variant",
         response=views.VariantResponse,
-        errors=(404,),
+        errors=(404, 422),
+        description="Its price in the currency the `X-CANDY-CURRENCY` header or `?currency=` names, else the base.",
     ),
     Operation(
         "PUT",
@@ -63,7 +68,13 @@ OPERATIONS: list[Operation] = [
         errors=(422,),
     ),
     Operation(
-        "GET", "/products/{id}", catalogue.get_product, "A product", response=views.ProductResponse, errors=(404,)
+        "GET",
+        "/products/{id}",
+        catalogue.get_product,
+        "A product",
+        response=views.ProductResponse,
+        errors=(404, 422),
+        description="Its prices in the currency the `X-CANDY-CURRENCY` header or `?currency=` names, else the base.",
     ),
     # Baskets and their lines.
     Operation(
@@ -75,6 +86,8 @@ OPERATIONS: list[Operation] = [
         request=models.CreateBasket,
         response=views.BasketResponse,
         errors=(403, 422),
+        description="A new basket's currency: `currency`, else the `X-CANDY-CURRENCY` header or `?currency=`, else "
+        "the default currency (GET /currencies); with `basket_id`, a `currency` changes the basket's." + SHOWN_IN,
         links=BASKET_LINKS,
     ),
     # A signed-in customer's (before /baskets/{id}: the literal segments are never read as ids).
@@ -85,8 +98,9 @@ OPERATIONS: list[Operation] = [
         "The signed-in customer's current basket",
         customer=True,
         response=views.BasketResponse,
-        errors=(404,),
-        description="Their most recent basket that is not ordered, merged into another or saved; 404 when none.",
+        errors=(404, 422),
+        description="Their most recent basket that is not ordered, merged into another or saved; 404 when none."
+        + SHOWN_IN,
     ),
     Operation(
         "GET",
@@ -162,7 +176,8 @@ OPERATIONS: list[Operation] = [
         "A basket",
         customer=OPTIONAL,
         response=views.BasketResponse,
-        errors=(404,),
+        errors=(404, 422),
+        description=SHOWN_IN.strip(),
     ),
     Operation(
         "PUT",
@@ -173,7 +188,8 @@ OPERATIONS: list[Operation] = [
         request=models.UpdateBasket,
         response=views.BasketResponse,
         errors=(403, 404, 422),
-        description="One currency for now: only the basket's own is accepted (the basket unchanged); another is a 422.",
+        description="An enabled currency (GET /currencies); its prices are the catalogue's converted at its rate. "
+        "No body, or the basket's own currency, changes nothing.",
     ),
     Operation(
         "DELETE",
@@ -342,5 +358,58 @@ OPERATIONS: list[Operation] = [
         status=204,
         errors=(404, 409),
         description="409 while a checkout in progress holds a use of it.",
+    ),
+    # Currencies: the list is public (as upstream's), the rest admin.
+    Operation(
+        "GET",
+        "/currencies",
+        currencies.list_currencies,
+        "Currencies (paginated)",
+        query=models.CurrenciesQuery,
+        response=views.CurrencyCollection,
+        errors=(422,),
+        description="Every currency with its `enabled` flag, the default first. A basket may be in an enabled one.",
+    ),
+    Operation(
+        "POST",
+        "/currencies",
+        currencies.create_currency,
+        "Create a currency",
+        admin=True,
+        request=models.CurrencyCreate,
+        response=views.CurrencyResponse,
+        errors=(422,),
+        description="An ISO 4217 code (unique); `exchange_rate` is units of it per unit of the base currency.",
+    ),
+    Operation(
+        "GET",
+        "/currencies/{id}",
+        currencies.get_currency,
+        "A currency",
+        admin=True,
+        response=views.CurrencyResponse,
+        errors=(404,),
+    ),
+    Operation(
+        "PUT",
+        "/currencies/{id}",
+        currencies.update_currency,
+        "Update a currency",
+        admin=True,
+        request=models.CurrencyUpdate,
+        response=views.CurrencyResponse,
+        errors=(404, 409, 422),
+        description="The fields given change; with `version`, 409 when it changed since it was read. The base "
+        "currency keeps rate 1 and stays enabled; `default: true` takes the default from the one that had it.",
+    ),
+    Operation(
+        "DELETE",
+        "/currencies/{id}",
+        currencies.delete_currency,
+        "Delete a currency",
+        admin=True,
+        status=204,
+        errors=(404, 409, 422),
+        description="422 for the base, the default, or one a basket or discount uses (disable it instead).",
     ),
 ]

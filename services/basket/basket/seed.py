@@ -1,17 +1,18 @@
-"""The demo catalogue loaded by `make run` (`python -m basket seed`); safe to run again.
+"""The demo catalogue and currencies loaded by `make run` (`python -m basket seed`); safe to run again.
 
 A product is created only when its first sku is not in the catalogue yet, so a second run adds
-nothing and an operator's later changes (prices, stock) are kept.
+nothing and an operator's later changes (prices, stock) are kept; a currency likewise.
 """
 
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 from basket import queries
 from basket.settings import BasketSettings
-from shared import db
+from shared import db, money
 from shared.http import new_id
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ CATALOGUE: list[tuple[str, list[dict[str, Any]]]] = [
     ("Scented Candle", [_v("CANDLE-FIG", 1450, min_qty=2, weight_grams=450)]),
 ]
 
+# Currencies besides the base (whose row the service makes at start-up): code, rate per GBP, format.
+CURRENCIES = [("EUR", Decimal("1.165"), "€{price}"), ("USD", Decimal("1.27"), "US${price}")]
+
 DEFAULTS: dict[str, Any] = {
     "name": None,
     "options": {},
@@ -108,6 +112,21 @@ async def seed(settings: BasketSettings) -> None:
                     values = DEFAULTS | fields | {"id": new_id(), "product_id": product["id"], "position": position}
                     await queries.insert_variant(conn, values)
                 created += 1
+            for code, rate, format_ in CURRENCIES:
+                if code != settings.base_currency and await queries.currency_by_code(conn, code) is None:
+                    await queries.insert_currency(conn, new_id(), code, _currency(code, rate, format_))
     finally:
         await pool.close()
     log.info("demo catalogue loaded", extra={"products_created": created, "products": len(CATALOGUE)})
+
+
+def _currency(code: str, rate: Decimal, format_: str) -> dict[str, Any]:
+    return {
+        "name": money.currency_name(code),
+        "exchange_rate": rate,
+        "format": format_,
+        "decimal_point": ".",
+        "thousand_point": ",",
+        "enabled": True,
+        "is_default": False,
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -216,6 +217,32 @@ class DiscountCollection(BaseModel):
     links: PaginationLinks
 
 
+class CurrencyOut(BaseModel):
+    """Upstream's currency resource, and its version (for a compare-and-set update)."""
+
+    id: str
+    code: str
+    name: str
+    enabled: bool
+    format: str = Field(description="How a price is shown: `{price}` replaced by the amount")
+    decimal_point: str
+    thousand_point: str
+    exchange_rate: str = Field(description="Units of this currency per unit of the base currency (a decimal string)")
+    default: bool = Field(description="The currency of a new basket that names none")
+    decimal_places: int = Field(description="Minor units (ISO 4217): 2 for GBP, 0 for JPY")
+    version: int
+
+
+class CurrencyResponse(BaseModel):
+    data: CurrencyOut
+
+
+class CurrencyCollection(BaseModel):
+    data: list[CurrencyOut]
+    meta: PaginationMeta
+    links: PaginationLinks
+
+
 ProductOut.model_rebuild()
 BasketOut.model_rebuild()
 
@@ -224,9 +251,10 @@ BasketOut.model_rebuild()
 # Rows to the wire
 
 
-def variant_view(row: Row, product: Row | None = None) -> VariantOut:
-    currency = row["currency"]
-    price = row["price"]
+def variant_view(row: Row, product: Row | None = None, conversion: domain.Conversion | None = None) -> VariantOut:
+    """The variant with its price in `conversion`'s currency (none: the catalogue's own)."""
+    currency = conversion.currency if conversion is not None else row["currency"]
+    price = conversion.price(row["price"]) if conversion is not None else row["price"]
     variant = VariantOut(
         id=row["id"],
         product_id=row["product_id"],
@@ -255,7 +283,9 @@ def variant_view(row: Row, product: Row | None = None) -> VariantOut:
     return variant
 
 
-def product_view(row: Row, variants: Sequence[Row] | None = None) -> ProductOut:
+def product_view(
+    row: Row, variants: Sequence[Row] | None = None, conversion: domain.Conversion | None = None
+) -> ProductOut:
     product = ProductOut(
         id=row["id"],
         name=row["name"],
@@ -265,7 +295,7 @@ def product_view(row: Row, variants: Sequence[Row] | None = None) -> ProductOut:
         updated_at=row["updated_at"].isoformat(),
     )
     if variants is not None:
-        product.variants = VariantList(data=[variant_view(v) for v in variants])
+        product.variants = VariantList(data=[variant_view(v, conversion=conversion) for v in variants])
     return product
 
 
@@ -316,18 +346,25 @@ def discount_terms(row: Row) -> domain.DiscountTerms:
     )
 
 
-def pricing_lines(line_rows: Sequence[Row]) -> list[domain.PricingLine]:
+def pricing_lines(line_rows: Sequence[Row], conversion: domain.Conversion) -> list[domain.PricingLine]:
+    """The lines at their unit prices in `conversion`'s currency."""
     return [
-        domain.PricingLine(row["id"], row["product_id"], row["price"], row["line_quantity"], row["tax_rate_bp"])
+        domain.PricingLine(
+            row["id"], row["product_id"], conversion.price(row["price"]), row["line_quantity"], row["tax_rate_bp"]
+        )
         for row in line_rows
     ]
 
 
-def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], currency: str) -> PricedBasket:
-    """`line_rows` from `queries.basket_lines` (each line with its variant's columns), priced with
-    the `discounts` that may apply (`queries.basket_discounts`) as they stand now."""
+def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], conversion: domain.Conversion) -> PricedBasket:
+    """`line_rows` from `queries.basket_lines` (each line with its variant's columns), priced in
+    `conversion`'s currency with the `discounts` that may apply (`queries.basket_discounts`) as
+    they stand now."""
     priced = domain.price_basket(
-        pricing_lines(line_rows), [discount_terms(d) for d in discounts], currency=currency, now=datetime.now(UTC)
+        pricing_lines(line_rows, conversion),
+        [conversion.terms(discount_terms(d)) for d in discounts],
+        currency=conversion.currency,
+        now=datetime.now(UTC),
     )
     weight = sum(row["weight_grams"] * row["line_quantity"] for row in line_rows if row["requires_shipping"])
     return PricedBasket(
@@ -335,10 +372,17 @@ def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], currency: st
     )
 
 
-def basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str], discounts: Sequence[Row]) -> BasketOut:
-    """The basket on the wire, its lines priced with `discounts` (`queries.basket_discounts`)."""
-    currency = basket_row["currency"]
-    priced = price_lines(line_rows, discounts, currency)
+def basket_view(
+    basket_row: Row,
+    line_rows: Sequence[Row],
+    includes: set[str],
+    discounts: Sequence[Row],
+    conversion: domain.Conversion,
+) -> BasketOut:
+    """The basket on the wire, its lines priced in `conversion`'s currency (the basket's own, or
+    the one the request asked to see) with `discounts` (`queries.basket_discounts`)."""
+    currency = conversion.currency
+    priced = price_lines(line_rows, discounts, conversion)
     totals = priced.totals
 
     def major(amount: int) -> int | float:
@@ -368,7 +412,7 @@ def basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str], d
                 meta=row["line_meta"] or {},
             )
             if "lines.variant" in includes:
-                line.variant = VariantData(data=variant_view(row))
+                line.variant = VariantData(data=variant_view(row, conversion=conversion))
             lines.append(line)
         basket.lines = BasketLineList(data=lines)
     if "discounts" in includes:
@@ -383,10 +427,12 @@ def basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str], d
     return basket
 
 
-def saved_basket_view(basket_row: Row, line_rows: Sequence[Row], includes: set[str]) -> SavedBasketOut:
+def saved_basket_view(
+    basket_row: Row, line_rows: Sequence[Row], includes: set[str], conversion: domain.Conversion
+) -> SavedBasketOut:
     """A saved copy; its lines always (what else would a list of saved baskets show)."""
     # A copy takes no part in a checkout: it is shown at its list prices, without discounts.
-    basket = basket_view(basket_row, line_rows, includes | {"lines"}, ())
+    basket = basket_view(basket_row, line_rows, includes | {"lines"}, (), conversion)
     return SavedBasketOut(id=basket_row["id"], name=basket_row["saved_name"], basket=BasketData(data=basket))
 
 
@@ -422,7 +468,9 @@ def discount_view(row: Row) -> DiscountOut:
     )
 
 
-def snapshot(basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row]) -> BasketSnapshot:
+def snapshot(
+    basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row], conversion: domain.Conversion
+) -> BasketSnapshot:
     """What orders copies into its order lines: integer minor units, per-line weights in grams.
 
     A line's `weight_grams` is the weight of the whole line (unit weight x quantity), like its
@@ -430,10 +478,12 @@ def snapshot(basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row]
     apply (`discounts`: `queries.basket_discounts`) are in each line's `discount_total` and listed
     with their amounts; `free_shipping` tells orders to waive its shipping line.
     """
-    priced = price_lines(line_rows, discounts, basket_row["currency"])
+    priced = price_lines(line_rows, discounts, conversion)
     return BasketSnapshot(
         id=basket_row["id"],
-        currency=basket_row["currency"],
+        currency=conversion.currency,
+        base_currency=conversion.base,
+        exchange_rate=decimal_text(conversion.rate),
         used=basket_row["order_id"] is not None,
         sub_total=priced.totals.sub_total,
         tax_total=priced.totals.tax_total,
@@ -465,4 +515,25 @@ def snapshot(basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row]
             )
             for row, amounts in priced.lines
         ],
+    )
+
+
+def decimal_text(value: Decimal) -> str:
+    """1.16500000 -> "1.165", 100 -> "100" (never "1E+2")."""
+    return format(value.normalize(), "f")
+
+
+def currency_view(row: Row) -> CurrencyOut:
+    return CurrencyOut(
+        id=row["id"],
+        code=row["code"],
+        name=row["name"],
+        enabled=row["enabled"],
+        format=row["format"],
+        decimal_point=row["decimal_point"],
+        thousand_point=row["thousand_point"],
+        exchange_rate=decimal_text(row["exchange_rate"]),
+        default=row["is_default"],
+        decimal_places=money.exponent(row["code"]),
+        version=row["version"],
     )

@@ -214,10 +214,10 @@ async def test_concurrent_meta_keys_are_all_kept(client: Any, admin_db: asyncpg.
 
 
 # ---------------------------------------------------------------------------------------------
-# PUT /baskets/{id}: the currency, one for now
+# PUT /baskets/{id}: the currency (the conversion itself: test_currencies.py)
 
 
-async def test_put_basket_accepts_only_its_own_currency(
+async def test_put_basket_keeps_or_refuses_a_currency(
     client: Any, pool: asyncpg.Pool, admin_db: asyncpg.Connection, variant: dict[str, Any]
 ) -> None:
     basket = await new_basket(client, variant["id"], 2)
@@ -230,7 +230,7 @@ async def test_put_basket_accepts_only_its_own_currency(
     assert await state(client, admin_db, basket["id"]) == before  # nothing to change: not even the version
 
     for body, errors in [
-        ({"currency": "USD"}, {"currency": ["The selected currency is invalid."]}),
+        ({"currency": "XTS"}, {"currency": ["The selected currency is invalid."]}),  # no such currency here
         ({"currency": "POUND"}, {"currency": ["String should have at most 3 characters"]}),
     ]:
         response = await client.put(f"{API}/baskets/{basket['id']}", json=body)
@@ -429,7 +429,10 @@ async def test_basket_management_through_the_gateway(http: aiohttp.ClientSession
 
     response = await http.put(f"baskets/{basket['id']}", json={"currency": "GBP"})
     assert response.status == 200 and (await response.json())["data"]["currency"] == "GBP"
-    response = await http.put(f"baskets/{basket['id']}", json={"currency": "EUR"})
+    # The demo data's euro: GetCandy's client sends the currency header with every call.
+    response = await http.put(f"baskets/{basket['id']}", json={"currency": "EUR"}, headers={"X-CANDY-CURRENCY": "EUR"})
+    assert (response.status, (await response.json())["data"]["currency"]) == (200, "EUR")
+    response = await http.put(f"baskets/{basket['id']}", json={"currency": "XTS"})
     assert response.status == 422
 
     response = await http.delete(f"baskets/{basket['id']}")

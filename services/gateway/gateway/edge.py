@@ -20,7 +20,8 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # CORS
 
 CORS_METHODS = "GET, POST, PUT, DELETE"
-CORS_HEADERS = "Accept, Authorization, Content-Type, Idempotency-Key, X-Request-Id"
+# X-CANDY-CURRENCY: GetCandy storefronts name the currency to show prices in with it.
+CORS_HEADERS = "Accept, Authorization, Content-Type, Idempotency-Key, X-Request-Id, X-CANDY-CURRENCY"
 # Headers a browser script may read on a cross-origin response.
 CORS_EXPOSED = f"{REQUEST_ID_HEADER}, Retry-After, Idempotent-Replayed, Location"
 
