@@ -1,10 +1,10 @@
 """GetCandy's own published JavaScript client drives the documented checkout through the gateway.
 
-`tests/jsclient/checkout.js` runs `@getcandy/js-client` 0.12.1, exactly as published on npm (axios
+`tests/clients/checkout.js` runs `@getcandy/js-client` 0.12.1, exactly as published on npm (axios
 underneath), against the session's stack: browse, basket, order, addresses, contact, shipping,
 payment with the sandbox nonce, the placed order, and the storefront calls around them. It checks
 every answer against the client's own typings and what a storefront reads, exits non-zero on the
-first mismatch and prints a JSON summary of what ran (tests/jsclient/README.md).
+first mismatch and prints a JSON summary of what ran (tests/clients/README.md).
 
 `npm ci` runs once per lock file: a stamp in node_modules holds the hash of the lock it installed.
 Without node and npm the tests are skipped (`.ci/run` installs them where they are missing).
@@ -30,7 +30,7 @@ from tests.support import Stack
 # npm ci (the first time) and the session's stack (when these run first) come before the checkout.
 pytestmark = pytest.mark.timeout(300)
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "jsclient"
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "clients"
 STAMP = CLIENT_DIR / "node_modules" / ".installed-lock-sha256"
 
 # The documented checkout (API.md: browse to the placed order), by the client's method names.
@@ -76,10 +76,10 @@ REFUSED = [("getBasketsBasketId", 404), ("postOrders", 403), ("getOrdersOrderId"
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    """The node binary, with the locked packages installed in tests/jsclient/node_modules."""
+    """The node binary, with the locked packages installed in tests/clients/node_modules."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("node and npm are not installed: GetCandy's JavaScript client (tests/jsclient) needs them")
+        pytest.skip("node and npm are not installed: GetCandy's JavaScript client (tests/clients) needs them")
     lock = hashlib.sha256((CLIENT_DIR / "package-lock.json").read_bytes()).hexdigest()
     if not STAMP.is_file() or STAMP.read_text() != lock:
         # --ignore-scripts: nothing from the registry runs while installing.
