@@ -8,6 +8,7 @@ it and then finds it placed.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -93,11 +94,13 @@ async def create_order(request: web.Request) -> web.Response:
 
 
 class _Basket:
-    """The basket's snapshot as its order takes it: the goods lines, their totals, the order's type,
-    its customer, the discounts it uses."""
+    """The basket's snapshot as its order takes it: the goods lines, their totals, the rate its
+    prices were converted at, the order's type, its customer, the discounts it uses."""
 
     def __init__(self, snapshot: BasketSnapshot, order_type: str | None, customer_id: str | None) -> None:
         self.snapshot = snapshot
+        # Units of the basket's currency per unit of the catalogue's, as the basket priced it.
+        self.conversion = Decimal(snapshot.exchange_rate)
         self.order_type = order_type
         self.customer_id = customer_id
         self.lines = _snapshot_lines(snapshot)
@@ -116,6 +119,8 @@ async def _create_or_sync(request: web.Request, basket: _Basket) -> asyncpg.Reco
             order_id=http.new_id(),
             basket_id=snapshot.id,
             currency=snapshot.currency,
+            base_currency=snapshot.base_currency,
+            conversion=basket.conversion,
             order_type=basket.order_type,
             weight_grams=snapshot.weight_grams,
             basket_totals=_basket_totals(snapshot),
@@ -173,6 +178,8 @@ async def _sync(request: web.Request, basket: _Basket) -> asyncpg.Record:
             uow.conn,
             order["id"],
             currency=snapshot.currency,
+            base_currency=snapshot.base_currency,
+            conversion=basket.conversion,
             weight_grams=snapshot.weight_grams,
             basket_totals=_basket_totals(snapshot),
             order_type=basket.order_type,

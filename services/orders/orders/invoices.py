@@ -13,6 +13,7 @@ import base64
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,18 @@ class Invoice:
     delivery_total: int
     tax_total: int
     order_total: int
+    # The catalogue's currency and the rate the prices were converted from it at (units of
+    # `currency` per unit of the base); no base for an order made before it was recorded.
+    base_currency: str | None
+    conversion: Decimal
+
+    @property
+    def conversion_note(self) -> str | None:
+        """The line saying the prices were converted, for an order not in the base currency."""
+        if self.base_currency is None or self.base_currency == self.currency:
+            return None
+        rate = domain.rate_text(self.conversion)
+        return f"Prices converted from {self.base_currency} at {rate} {self.currency} per {self.base_currency}"
 
 
 def _address_lines(stored: Mapping[str, Any] | None) -> list[str]:
@@ -133,6 +146,8 @@ def build_invoice(order: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) 
         delivery_total=order["delivery_total"],
         tax_total=order["tax_total"],
         order_total=order["order_total"],
+        base_currency=order["base_currency"],
+        conversion=order["conversion"],
     )
 
 
@@ -236,6 +251,9 @@ def render_invoice(invoice: Invoice, settings: OrdersSettings) -> bytes:
         ("Total", invoice.order_total),
     ):
         doc.row(f"{label}: {amount(value)}", align="R")
+    if invoice.conversion_note:
+        doc.row()
+        doc.row(invoice.conversion_note)
     return bytes(doc.output())
 
 

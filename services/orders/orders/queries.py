@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ ORDER_COLUMNS = """
     tax_total, order_total, weight_grams, basket_totals, shipping_details, billing_details,
     contact_details, shipping_method, shipping_preference, shipping_price_id, display_id,
     reference, invoice_reference, customer_reference, notes, meta, tracking_no, attempt_id,
-    placed_at, dispatched_at, created_at, updated_at, customer_id, discounts
+    placed_at, dispatched_at, created_at, updated_at, customer_id, discounts, base_currency, conversion
 """
 O_ORDER_COLUMNS = ", ".join(f"o.{name.strip()}" for name in ORDER_COLUMNS.split(","))
 
@@ -123,6 +124,8 @@ async def create_order(
     order_id: str,
     basket_id: str,
     currency: str,
+    base_currency: str | None,
+    conversion: Decimal,
     order_type: str | None,
     weight_grams: int,
     basket_totals: dict[str, Any],
@@ -131,6 +134,7 @@ async def create_order(
 ) -> asyncpg.Record | None:
     """A new order of the basket (awaiting payment, no lines yet), the customer's if one is given;
     None, and nothing written, when the basket has an order that has not expired, placed or not.
+    `conversion`: units of `currency` per unit of `base_currency` its prices were converted at.
 
     The unique index decides, and it sees rows not yet committed: a create racing another create,
     or a placement, waits for it and then finds its order.
@@ -138,9 +142,10 @@ async def create_order(
     return await conn.fetchrow(
         f"""
         INSERT INTO orders (id, basket_id, status, type, currency, display_id, weight_grams, basket_totals,
-            sub_total, delivery_total, discount_total, tax_total, order_total, customer_id)
+            sub_total, delivery_total, discount_total, tax_total, order_total, customer_id, base_currency,
+            conversion)
         SELECT $1, $2, $3, $4, $5, '#ORD-' || lpad(n.v::text, greatest(4, length(n.v::text)), '0'),
-            $6, $7, $8, $9, $10, $11, $12, $13
+            $6, $7, $8, $9, $10, $11, $12, $13, $14, $15
         FROM (SELECT nextval('order_display_seq') AS v) n
         ON CONFLICT (basket_id) WHERE status <> 'expired' DO NOTHING
         RETURNING {ORDER_COLUMNS}
@@ -158,6 +163,8 @@ async def create_order(
         totals.tax_total,
         totals.order_total,
         customer_id,
+        base_currency,
+        conversion,
     )
 
 
@@ -185,16 +192,21 @@ async def sync_basket(
     order_id: str,
     *,
     currency: str,
+    base_currency: str | None,
+    conversion: Decimal,
     weight_grams: int,
     basket_totals: dict[str, Any],
     order_type: str | None,
     customer_id: str | None = None,
 ) -> None:
-    """A guest's order becomes the customer's when one is given (its basket was claimed since)."""
+    """The basket's currency and the rate its prices were converted at (it may have changed
+    currency since); a guest's order becomes the customer's when one is given (its basket was
+    claimed since)."""
     await conn.execute(
         """
         UPDATE orders SET currency = $2, weight_grams = $3, basket_totals = $4, type = coalesce($5, type),
-            customer_id = coalesce(customer_id, $6), version = version + 1, updated_at = now()
+            customer_id = coalesce(customer_id, $6), base_currency = $7, conversion = $8,
+            version = version + 1, updated_at = now()
         WHERE id = $1
         """,
         order_id,
@@ -203,6 +215,8 @@ async def sync_basket(
         basket_totals,
         order_type,
         customer_id,
+        base_currency,
+        conversion,
     )
 
 

@@ -141,6 +141,14 @@ class OrderOut(BaseModel):
     type: str | None
     status: str
     currency: str
+    conversion: str = Field(
+        description="The exchange rate the order's prices were converted at from the catalogue's base currency "
+        "(GBP by default): units of `currency` per unit of the base, a decimal string without trailing zeros "
+        '("1.165" for euros; "1" for an order in the base currency), as upstream\'s `conversion`. '
+        "Kept as the basket gave it at the order's last sync; the amounts are in `currency` already.",
+        pattern=r"^[0-9]+(\.[0-9]*[1-9])?$",
+        examples=["1", "1.165"],
+    )
     sub_total: int
     delivery_total: int
     discount_total: int
@@ -345,6 +353,7 @@ def order_out(
         type=order["type"],
         status=order["status"],
         currency=order["currency"],
+        conversion=domain.rate_text(order["conversion"]),
         sub_total=order["sub_total"],
         delivery_total=order["delivery_total"],
         discount_total=order["discount_total"],

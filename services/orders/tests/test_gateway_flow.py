@@ -1,20 +1,26 @@
 """Issue 4 through the gateway against the five real processes: basket -> order -> shipping
-address -> contact -> billing, re-sync, and a placed order that nothing changes any more."""
+address -> contact -> billing, re-sync, a placed order that nothing changes any more, and a
+basket in euros checked out in euros (issue 18)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import re
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
+import pypdf
 import pytest
 
 from gateway.auth import mint_token
 from gateway.settings import GatewaySettings
 from services.orders.tests.testkit import ADDRESS
+from shared import money
 from tests.support import Stack
 
 ADMIN = {"Authorization": f"Bearer {mint_token(GatewaySettings())}"}
@@ -129,3 +135,45 @@ async def test_resync_then_placement_freezes_the_order(api: Any) -> None:
     listed = await api("GET", "/orders?status=payment-received&per_page=100", headers=ADMIN)
     assert listed["meta"]["total"] >= 1
     assert all(o["status"] == "payment-received" for o in listed["data"])
+
+
+async def test_a_basket_in_euros_checks_out_in_euros(api: Any) -> None:
+    """The five real services: the catalogue's pounds converted by basket, the order keeping the
+    rate, the demo table's euro shipping, the sandbox charging euros, and the invoice saying so."""
+    [variant] = await variants(api, "16.66")
+    rates = (await api("GET", "/currencies?per_page=100"))["data"]
+    rate = Decimal(next(c["exchange_rate"] for c in rates if c["code"] == "EUR"))
+    basket = (await api("POST", "/baskets", {"variants": [{"id": variant, "quantity": 2}]}))["data"]
+    await api("PUT", f"/baskets/{basket['id']}", {"currency": "EUR"})
+    order = (await api("POST", "/orders", {"basket_id": basket["id"]}))["data"]
+    unit = money.convert(1666, rate, "GBP", "EUR")  # 19.41 at the demo's 1.165
+    assert (order["currency"], Decimal(order["conversion"]), order["sub_total"]) == ("EUR", rate, 2 * unit)
+    assert re.fullmatch(r"\d+(\.\d*[1-9])?", order["conversion"])  # no trailing zeros
+
+    order_id = order["id"]
+    await api("PUT", f"/orders/{order_id}/shipping/address", ADDRESS)
+    prices = (await api("GET", f"/orders/{order_id}/shipping/methods"))["data"]
+    assert prices and {p["currency"] for p in prices} == {"EUR"}
+    standard = next(p for p in prices if p["method"]["data"]["code"] == "STD")
+    assert standard["rate"] == 575  # the demo table's UK standard delivery in euros
+    await api("PUT", f"/orders/{order_id}/shipping/cost", {"price_id": standard["id"]})
+    await api("PUT", f"/orders/{order_id}/contact", {"email": "euros@example.com"})
+    await api("PUT", f"/orders/{order_id}/billing/address", ADDRESS)
+    placed = (
+        await api(
+            "POST", "/orders/process?include=transactions", {"order_id": order_id, "payment_token": "fake-valid-nonce"}
+        )
+    )["data"]
+    assert (placed["status"], placed["currency"], placed["conversion"]) == (
+        "payment-received",
+        "EUR",
+        order["conversion"],
+    )
+    [tx] = placed["transactions"]["data"]
+    assert (tx["amount"], tx["currency"], tx["status"]) == (placed["order_total"], "EUR", "captured")
+
+    invoice = await api("GET", f"/orders/{order_id}/invoice")
+    document = pypdf.PdfReader(io.BytesIO(base64.b64decode(invoice["data"]["content"])))
+    text = "\n".join(page.extract_text() for page in document.pages)
+    assert f"Prices converted from GBP at {order['conversion']} EUR per GBP" in text
+    assert f"Total: {money.to_major(placed['order_total'], 'EUR')} EUR" in text

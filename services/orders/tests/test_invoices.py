@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pypdf
@@ -40,6 +41,8 @@ def order(lines: list[dict[str, Any]]) -> dict[str, Any]:
         "reference": "2026-12-0001",
         "placed_at": datetime(2026, 12, 1, 10, tzinfo=UTC),
         "currency": "GBP",
+        "base_currency": "GBP",
+        "conversion": Decimal(1),
         "billing_details": ADDRESS,
         "shipping_details": ADDRESS,
         "sub_total": sub,
@@ -83,3 +86,26 @@ def test_without_the_font_names_still_print_in_latin_1() -> None:
     settings = OrdersSettings(invoice_font="/nonexistent/font.ttf")
     text = pypdf.PdfReader(io.BytesIO(render_invoice(invoice, settings))).pages[0].extract_text()
     assert "Zoë ?ukasiewicz" in text
+
+
+def pdf_text(invoice: Any) -> str:
+    document = pypdf.PdfReader(io.BytesIO(render_invoice(invoice, OrdersSettings())))
+    return "\n".join(page.extract_text() for page in document.pages)
+
+
+def test_an_order_in_the_base_currency_says_nothing_of_a_conversion() -> None:
+    assert build_invoice(order(LINES), LINES).conversion_note is None
+    # Nor one made before the base was recorded.
+    old = order(LINES) | {"base_currency": None}
+    assert "converted" not in pdf_text(build_invoice(old, LINES))
+
+
+def test_a_converted_order_states_its_rate_and_prints_in_its_own_minor_units() -> None:
+    """Yen have no minor unit: 1250 is 1250 JPY, not 12.50."""
+    yen = order(LINES) | {"currency": "JPY", "conversion": Decimal("181.50000000")}
+    invoice = build_invoice(yen, LINES)
+    assert invoice.conversion_note == "Prices converted from GBP at 181.5 JPY per GBP"
+    text = pdf_text(invoice)
+    assert "Prices converted from GBP at 181.5 JPY per GBP" in text
+    assert f"Total: {invoice.order_total} JPY" in text
+    assert "Discount -250 JPY" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -79,6 +80,8 @@ def test_an_invoice_shows_lines_after_their_discounts() -> None:
         "reference": "1",
         "placed_at": datetime.now(UTC),
         "currency": "GBP",
+        "base_currency": "GBP",
+        "conversion": Decimal(1),
         "billing_details": ADDRESS,
         "shipping_details": ADDRESS,
         "sub_total": 1800,

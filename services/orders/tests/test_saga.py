@@ -61,14 +61,16 @@ async def ready_order(client: Any, store: Store, shipping: FakeShipping, *lines:
     return (await response.json())["data"]
 
 
-def transaction(order_id: str, amount: int, success: bool = True, refund: bool = False) -> TransactionView:
+def transaction(
+    order_id: str, amount: int, success: bool = True, refund: bool = False, currency: str = "GBP"
+) -> TransactionView:
     return TransactionView(
         id=new_id(),
         order_id=order_id,
         transaction_id=f"sandbox_{new_id()}",
         merchant="commerce",
         amount=amount,
-        currency="GBP",
+        currency=currency,
         provider="Sandbox",
         driver="sandbox",
         success=success,
@@ -121,14 +123,14 @@ class Script:
                 order_id=charge.order_id,
                 attempt_id=charge.attempt_id,
                 success_status=status,
-                transaction=transaction(charge.order_id, charge.amount),
+                transaction=transaction(charge.order_id, charge.amount, currency=charge.currency),
             )
         else:
             reply = PaymentDeclined(
                 order_id=charge.order_id,
                 attempt_id=charge.attempt_id,
                 reason="processor-declined",
-                transaction=transaction(charge.order_id, charge.amount, success=False),
+                transaction=transaction(charge.order_id, charge.amount, success=False, currency=charge.currency),
             )
         await self.payments.publish(reply)
 

@@ -70,12 +70,14 @@ def line(sku: str, quantity: int, unit_price: int, tax_bp: int = 2000, **extra: 
     )
 
 
-def snapshot(basket_id: str, lines: list[BasketSnapshotLine], used: bool = False) -> BasketSnapshot:
+def snapshot(basket_id: str, lines: list[BasketSnapshotLine], used: bool = False, **currency: Any) -> BasketSnapshot:
+    """`currency`: the basket's `currency`, `base_currency` and `exchange_rate` (GBP, the base, by
+    default); the lines' amounts are taken as they are, in the basket's currency."""
     sub_total = sum(item.line_total for item in lines)
     tax_total = sum(item.tax_total for item in lines)
     return BasketSnapshot(
         id=basket_id,
-        currency="GBP",
+        currency=currency.pop("currency", "GBP"),
         used=used,
         sub_total=sub_total,
         tax_total=tax_total,
@@ -83,6 +85,7 @@ def snapshot(basket_id: str, lines: list[BasketSnapshotLine], used: bool = False
         total=sub_total + tax_total,
         weight_grams=sum(item.weight_grams for item in lines),
         lines=lines,
+        **currency,
     )
 
 
@@ -93,9 +96,11 @@ class Store:
     baskets: dict[str, BasketSnapshot] = field(default_factory=dict)
     calls: int = 0
 
-    def put(self, lines: list[BasketSnapshotLine], basket_id: str | None = None, used: bool = False) -> str:
+    def put(
+        self, lines: list[BasketSnapshotLine], basket_id: str | None = None, used: bool = False, **currency: Any
+    ) -> str:
         basket_id = basket_id or new_id()
-        self.baskets[basket_id] = snapshot(basket_id, lines, used)
+        self.baskets[basket_id] = snapshot(basket_id, lines, used, **currency)
         return basket_id
 
     async def snapshot(self, request: GetBasketSnapshot) -> BasketSnapshotReply:
@@ -115,7 +120,9 @@ class Price:
     countries: frozenset[str]
 
 
-def _price(rate: int, method: ShippingMethodView, zone: ShippingZoneView, min_basket: int = 0) -> ShippingPriceView:
+def _price(
+    rate: int, method: ShippingMethodView, zone: ShippingZoneView, min_basket: int = 0, currency: str = "GBP"
+) -> ShippingPriceView:
     return ShippingPriceView(
         id=new_id(),
         rate=rate,
@@ -123,7 +130,7 @@ def _price(rate: int, method: ShippingMethodView, zone: ShippingZoneView, min_ba
         fixed=True,
         min_basket=min_basket,
         min_weight=0,
-        currency="GBP",
+        currency=currency,
         method=method,
         zone=zone,
     )
@@ -131,12 +138,15 @@ def _price(rate: int, method: ShippingMethodView, zone: ShippingZoneView, min_ba
 
 @dataclass
 class FakeShipping:
-    """The shipping service's quote: UK standard 5.00 / express 10.00 (free standard over 100.00), EU 15.00."""
+    """The shipping service's quote, in the order's currency only: UK standard 5.00 / express 10.00
+    (free standard over 100.00), EU 15.00 in GBP; UK standard 5.75 and EU 17.50 in EUR."""
 
     uk_standard: ShippingPriceView = field(default_factory=lambda: _price(500, STANDARD, UK))
     uk_express: ShippingPriceView = field(default_factory=lambda: _price(1000, EXPRESS, UK))
     uk_free: ShippingPriceView = field(default_factory=lambda: _price(0, STANDARD, UK, min_basket=10_000))
     eu_standard: ShippingPriceView = field(default_factory=lambda: _price(1500, STANDARD, EU))
+    uk_standard_eur: ShippingPriceView = field(default_factory=lambda: _price(575, STANDARD, UK, currency="EUR"))
+    eu_standard_eur: ShippingPriceView = field(default_factory=lambda: _price(1750, STANDARD, EU, currency="EUR"))
     requests: list[QuoteShipping] = field(default_factory=list)
 
     def table(self) -> list[Price]:
@@ -146,6 +156,8 @@ class FakeShipping:
             Price(self.uk_express, uk),
             Price(self.uk_free, uk),
             Price(self.eu_standard, eu),
+            Price(self.uk_standard_eur, uk),
+            Price(self.eu_standard_eur, eu),
         ]
 
     async def quote(self, request: QuoteShipping) -> ShippingQuoteReply:
@@ -154,6 +166,7 @@ class FakeShipping:
             p.view
             for p in self.table()
             if request.country in p.countries
+            and request.currency == p.view.currency
             and request.sub_total >= p.view.min_basket
             and request.weight_grams >= p.view.min_weight
             and (request.price_id is None or request.price_id == p.view.id)

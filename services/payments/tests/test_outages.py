@@ -199,6 +199,73 @@ async def test_a_capture_for_the_wrong_amount_is_voided_and_the_attempt_declined
     assert [c["status"] for c in await checkout.charges(order_id)] == ["voided", "captured"]
 
 
+class ChargesInPounds:
+    """A faulty integration: the processor account charges its own currency, whatever it is asked."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def charge(self, amount: int, currency: str, token: str | None, idempotency_key: str) -> Any:
+        return await self.inner.charge(amount, "GBP", token, idempotency_key)
+
+
+@pytest.mark.parametrize(("amount", "currency"), [(4658, "EUR"), (3628, "JPY"), (12_345, "KWD")])
+async def test_a_charge_in_any_currency_is_captured_with_its_amount_and_currency(checkout, pool, amount, currency):
+    """Amounts are minor units of the order's currency (cents, yen, fils), passed through as they are."""
+    msg = await checkout.request(VALID_NONCE, amount=amount, currency=currency)
+    await checkout.deliver(msg)
+    [event] = checkout.emitted
+    assert isinstance(event, PaymentCaptured)
+    assert (event.transaction.amount, event.transaction.currency, event.transaction.status) == (
+        amount,
+        currency,
+        "captured",
+    )
+    [charge] = await checkout.charges(msg.order_id)
+    assert (charge["status"], charge["amount"]) == ("captured", amount)
+    processor = await pool.fetchrow(
+        "SELECT amount, currency, voided FROM sandbox_charges WHERE idempotency_key = $1", str(msg.attempt_id)
+    )
+    assert tuple(processor) == (amount, currency, False)
+    row = await intent(pool, msg.attempt_id)
+    assert (row["amount"], row["currency"]) == (amount, currency)
+
+
+async def test_a_capture_in_another_currency_is_voided_and_the_attempt_declined(checkout, pool):
+    order_id = new_id()
+    msg = await checkout.request(VALID_NONCE, order_id=order_id, amount=1000, currency="EUR")
+    pounds = {**checkout.providers, "sandbox": ChargesInPounds(checkout.providers["sandbox"])}
+    await checkout.deliver(msg, providers=pounds)
+    [event] = checkout.emitted
+    assert isinstance(event, PaymentDeclined)
+    assert event.reason == "The payment provider captured 10.00 GBP instead of 10.00 EUR; the capture was voided"
+    assert event.transaction is not None
+    assert (event.transaction.status, event.transaction.amount, event.transaction.currency) == ("voided", 1000, "GBP")
+    [charge] = await checkout.charges(order_id)
+    assert (charge["status"], charge["success"]) == ("voided", False)
+    processor = await pool.fetchrow(
+        "SELECT currency, voided FROM sandbox_charges WHERE idempotency_key = $1", str(msg.attempt_id)
+    )
+    assert tuple(processor) == ("GBP", True)
+
+    retry = await checkout.request(VALID_NONCE, order_id=order_id, amount=1000, currency="EUR")
+    await checkout.deliver(retry)  # the processor charging euros again: captured
+    placed = checkout.emitted[-1]
+    assert isinstance(placed, PaymentCaptured)
+    assert (placed.transaction.amount, placed.transaction.currency) == (1000, "EUR")
+
+
+async def test_a_wrong_amount_in_yen_is_voided_and_named_in_yen(checkout):
+    msg = await checkout.request(WRONG_AMOUNT_NONCE, amount=3628, currency="JPY")
+    await checkout.deliver(msg)
+    [event] = checkout.emitted
+    assert isinstance(event, PaymentDeclined)
+    assert event.reason == "The payment provider captured 3629 JPY instead of 3628 JPY; the capture was voided"
+
+
 async def test_an_attempt_whose_intent_is_left_when_another_captured_is_asked_about_never_charged(
     checkout, pool, outage
 ):

@@ -94,6 +94,12 @@ async def insert_region(
     )
 
 
+async def region_by_name(conn: asyncpg.Connection, zone_id: str, name: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {REGION_COLUMNS} FROM zone_regions WHERE zone_id = $1 AND name = $2", zone_id, name
+    )
+
+
 async def update_region(
     conn: asyncpg.Connection, region_id: str, zone_id: str, name: str, prefixes: list[str]
 ) -> asyncpg.Record | None:
@@ -120,6 +126,10 @@ async def methods(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 async def method(conn: asyncpg.Connection, method_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {METHOD_COLUMNS} FROM methods WHERE id = $1", method_id)
+
+
+async def method_by_code(conn: asyncpg.Connection, code: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {METHOD_COLUMNS} FROM methods WHERE code = $1", code)
 
 
 async def insert_method(
@@ -177,6 +187,14 @@ def candidate(row: asyncpg.Record) -> Candidate:
         countries=frozenset(row["zone_countries"]),
         region_prefixes=tuple(row["region_prefixes"]) if row["region_prefixes"] is not None else None,
     )
+
+
+async def priced_methods(conn: asyncpg.Connection, zone_ids: list[str]) -> set[tuple[str, str, str]]:
+    """(method id, zone id, currency) of every price in these zones."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT method_id, zone_id, currency FROM prices WHERE zone_id = ANY($1::text[])", zone_ids
+    )
+    return {(row["method_id"], row["zone_id"], row["currency"]) for row in rows}
 
 
 async def price(conn: asyncpg.Connection, price_id: str, *, lock: bool = False) -> asyncpg.Record | None:

@@ -122,6 +122,50 @@ async def test_quote_one_price_over_the_bus(rpc, table):
     assert await ask(rpc, country=t["a"], zip="ZE1 0AA", price_id=t["a_courier"]) == []  # the isles have their own
 
 
+async def test_an_order_is_quoted_only_the_prices_in_its_currency(client, rpc, table):
+    """Prices in three currencies for the same method and zone, made over HTTP: each order is
+    offered its own currency's, never another's however cheap."""
+    t, zone = table, table["zone_a"]["id"]
+    eur = await post(
+        client, "/shipping/prices", {"method_id": t["standard"]["id"], "zone_id": zone, "rate": 575, "currency": "EUR"}
+    )
+    eur_free = await post(
+        client,
+        "/shipping/prices",
+        {"method_id": t["standard"]["id"], "zone_id": zone, "rate": 0, "currency": "eur", "min_basket": 11_500},
+    )
+    usd = await post(
+        client, "/shipping/prices", {"method_id": t["standard"]["id"], "zone_id": zone, "rate": 1, "currency": "USD"}
+    )
+    assert (eur["currency"], eur_free["currency"], usd["currency"]) == ("EUR", "EUR", "USD")
+
+    reply = await rpc.call(
+        QuoteShipping(order_id=new_id(), country=t["a"], sub_total=5000, weight_grams=1000, currency="EUR")
+    )
+    assert [(p.id, p.rate, p.tax, p.currency) for p in reply.prices] == [(eur["id"], 575, 115, "EUR")]
+    assert await ask(rpc, country=t["a"], currency="EUR", sub_total=11_500) == [(eur_free["id"], 0, 0)]
+    assert await ask(rpc, country=t["a"], currency="USD") == [(usd["id"], 1, 0)]
+    # the pounds' prices are unchanged, and a price of another currency is not the order's
+    assert await ask(rpc, country=t["a"]) == [(t["a_std"], 500, 100), (t["a_courier"], 900, 180)]
+    assert await ask(rpc, country=t["a"], currency="EUR", price_id=t["a_std"]) == []
+    assert await ask(rpc, country=t["a"], price_id=eur["id"]) == []
+    assert await ask(rpc, country=t["b"], currency="EUR") == []  # zone B has no euro prices
+
+
+async def test_the_demo_table_quotes_a_euro_order_to_the_uk_and_the_eu(pool, rpc):
+    async with pool.acquire() as conn:
+        await load_demo(conn)
+    for country, demo in (("GB", {0, 575, 795, 1150}), ("FR", {1495})):
+        reply = await rpc.call(
+            QuoteShipping(
+                order_id=new_id(), country=country, zip="SW1A 1AA", sub_total=5000, weight_grams=1000, currency="EUR"
+            )
+        )
+        # Only euro prices; the demo's among them (other tests may add prices to these zones).
+        assert reply.prices and {p.currency for p in reply.prices} == {"EUR"}
+        assert demo <= {p.rate for p in reply.prices}
+
+
 def placed(order_id: str | None = None) -> OrderPlaced:
     return OrderPlaced(
         order_id=order_id or new_id(),
@@ -294,21 +338,23 @@ async def test_demo_seed_is_idempotent(pool):
     # after two more loads the demo table exists exactly once.
     async with pool.acquire() as conn:
         await load_demo(conn)
-        assert await load_demo(conn) is None
+        assert await load_demo(conn) == []
     zones = await pool.fetch("SELECT id, name FROM zones WHERE name = ANY($1::text[])", [UK, EU])
     assert sorted(z["name"] for z in zones) == [EU, UK]
     codes = await pool.fetch("SELECT code FROM methods WHERE code = ANY($1::text[])", list(METHODS))
     assert sorted(r["code"] for r in codes) == sorted(METHODS)
-    uk = next(z["id"] for z in zones if z["name"] == UK)
-    rates = await pool.fetch(
-        "SELECT m.code, p.rate FROM prices p JOIN methods m ON m.id = p.method_id WHERE p.zone_id = $1 "
-        "AND m.code = ANY($2::text[])",
-        uk,
-        list(METHODS),
-    )
-    assert sorted((r["code"], r["rate"]) for r in rates) == sorted(
-        (code, rate) for code, zone, _, rate, *_ in PRICES if zone == UK
-    )
+    for zone in zones:
+        rates = await pool.fetch(
+            "SELECT m.code, p.currency, p.rate FROM prices p JOIN methods m ON m.id = p.method_id "
+            "WHERE p.zone_id = $1 AND m.code = ANY($2::text[])",
+            zone["id"],
+            list(METHODS),
+        )
+        # Every demo price of the zone, in all three currencies, once.
+        assert sorted(tuple(r) for r in rates) == sorted(
+            (p.code, p.currency, p.rate) for p in PRICES if p.zone == zone["name"]
+        )
+    assert {p.currency for p in PRICES} == {"GBP", "EUR", "USD"}
 
 
 async def test_admin_routes_through_the_gateway(stack):

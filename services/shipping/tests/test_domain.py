@@ -13,26 +13,27 @@ ZONES = {seed.UK: frozenset({"GB"}), seed.EU: frozenset(seed.EU_COUNTRIES)}
 
 
 def demo_table() -> dict[str, Candidate]:
-    """Named prices: `STD-UK-495`, `RC-UK-Mainland`..."""
+    """Named prices: `STD-UK-495`, `RC-UK-Mainland` in pounds, `STD-UK-575-EUR`, `RC-UK-Mainland-USD`..."""
     table = {}
-    for code, zone, region, rate, min_basket, min_weight, max_weight in seed.PRICES:
-        type_, name, _ = seed.METHODS[code]
-        key = f"{code}-{'UK' if zone == seed.UK else 'EU'}-{region or rate}"
+    for price in seed.PRICES:
+        type_, name, _ = seed.METHODS[price.code]
+        key = f"{price.code}-{'UK' if price.zone == seed.UK else 'EU'}-{price.region or price.rate}"
+        key += "" if price.currency == "GBP" else f"-{price.currency}"
         table[key] = Candidate(
             id=key,
-            rate=rate,
-            currency="GBP",
-            min_basket=min_basket,
-            min_weight=min_weight,
-            max_weight=max_weight,
+            rate=price.rate,
+            currency=price.currency,
+            min_basket=price.min_basket,
+            min_weight=price.min_weight,
+            max_weight=price.max_weight,
             fixed=True,
-            method_id=code,
+            method_id=price.code,
             method_type=type_,
             method_name=name,
-            zone_id=zone,
-            zone_name=zone,
-            countries=ZONES[zone],
-            region_prefixes=REGIONS[region] if region else None,
+            zone_id=price.zone,
+            zone_name=price.zone,
+            countries=ZONES[price.zone],
+            region_prefixes=REGIONS[price.region] if price.region else None,
         )
     return table
 
@@ -82,8 +83,92 @@ def test_rates_and_tax_of_the_quote():
     assert [(p.rate, p.tax) for p in prices] == [(0, 0), (495, 99), (995, 199), (1495, 299)]
 
 
-def test_another_currency_gets_nothing():
-    assert quote(TABLE.values(), Order("GB", "SW1A 1AA", 5000, 1000, "EUR")) == []
+def test_a_currency_without_prices_gets_nothing():
+    assert quote(TABLE.values(), Order("GB", "SW1A 1AA", 5000, 1000, "JPY")) == []
+    assert quote(TABLE.values(), Order("FR", "75001", 5000, 1000, "CHF")) == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "country", "postcode", "sub_total", "weight", "expected"),
+    [
+        # each currency's own tariff, and only it: its own free threshold (115.00 EUR, 125.00 USD)
+        (
+            "EUR",
+            "GB",
+            "SW1A 1AA",
+            5000,
+            1000,
+            ["CC-UK-0-EUR", "STD-UK-575-EUR", "RC-UK-Mainland-EUR", "EXP-UK-1150-EUR"],
+        ),
+        (
+            "eur",
+            "GB",
+            "SW1A 1AA",
+            11_499,
+            1000,
+            ["CC-UK-0-EUR", "STD-UK-575-EUR", "RC-UK-Mainland-EUR", "EXP-UK-1150-EUR"],
+        ),
+        (
+            "EUR",
+            "GB",
+            "SW1A 1AA",
+            11_500,
+            1000,
+            ["CC-UK-0-EUR", "STD-UK-0-EUR", "RC-UK-Mainland-EUR", "EXP-UK-1150-EUR"],
+        ),
+        (
+            "EUR",
+            "GB",
+            "IV1 1AA",
+            5000,
+            20_000,
+            ["CC-UK-0-EUR", "STD-UK-575-EUR", "RC-UK-Highlands and Islands-EUR", "EXP-UK-2295-EUR"],
+        ),
+        ("EUR", "FR", "75001", 5000, 1000, ["STD-EU-1495-EUR"]),
+        (
+            "USD",
+            "GB",
+            "SW1A 1AA",
+            12_499,
+            1000,
+            ["CC-UK-0-USD", "STD-UK-625-USD", "RC-UK-Mainland-USD", "EXP-UK-1250-USD"],
+        ),
+        (
+            "USD",
+            "GB",
+            "SW1A 1AA",
+            12_500,
+            1000,
+            ["CC-UK-0-USD", "STD-UK-0-USD", "RC-UK-Mainland-USD", "EXP-UK-1250-USD"],
+        ),
+        (
+            "USD",
+            "GB",
+            "ZE2 9AA",
+            5000,
+            1000,
+            ["CC-UK-0-USD", "STD-UK-625-USD", "EXP-UK-1250-USD", "RC-UK-Highlands and Islands-USD"],
+        ),
+        ("USD", "DE", None, 5000, 1000, ["STD-EU-1650-USD"]),
+    ],
+)
+def test_each_currency_is_quoted_its_own_prices(currency, country, postcode, sub_total, weight, expected):
+    assert [p.id for p in quote(TABLE.values(), Order(country, postcode, sub_total, weight, currency))] == expected
+
+
+def test_every_currency_has_the_whole_tariff():
+    """The same methods, zones, regions and weight bands in each currency: an order in any of
+    them can check out to the UK or the EU."""
+
+    def tiers(currency):
+        return sorted(
+            (p.code, p.zone, p.region or "", p.min_weight, p.max_weight or 0, p.min_basket > 0)
+            for p in seed.PRICES
+            if p.currency == currency
+        )
+
+    assert {p.currency for p in seed.PRICES} == {"GBP", "EUR", "USD"}
+    assert tiers("EUR") == tiers("GBP") == tiers("USD")
 
 
 @pytest.mark.parametrize(
