@@ -91,12 +91,23 @@ async def get_variant(request: web.Request) -> web.Response:
 # Admin
 
 
-def _variant_values(variant: VariantCreate, currency: str) -> dict[str, Any]:
+def _minor_units(value: Any, currency: str, field: str) -> int:
+    """A price in the base currency's minor units; 422 for a fraction it does not have (10.50 in
+    a base currency without minor units, such as JPY)."""
+    try:
+        return money.from_major(value, currency)
+    except ValueError as exc:
+        raise ValidationFailed.one(
+            field, f"The price may have at most {money.exponent(currency)} decimal places."
+        ) from exc
+
+
+def _variant_values(variant: VariantCreate, currency: str, position: int) -> dict[str, Any]:
     return {
         "sku": variant.sku,
         "name": variant.name,
         "options": variant.options,
-        "price": money.from_major(variant.price, currency),
+        "price": _minor_units(variant.price, currency, f"variants.{position}.price"),
         "currency": currency,
         "tax_rate_bp": variant.tax_rate_bp,
         "inventory": variant.inventory,
@@ -133,7 +144,11 @@ async def create_product(request: web.Request) -> web.Response:
         product = await queries.insert_product(uow.conn, new_id(), body.name)
         variants = []
         for position, v in enumerate(body.variants):
-            values = _variant_values(v, currency) | {"id": new_id(), "product_id": product["id"], "position": position}
+            values = _variant_values(v, currency, position) | {
+                "id": new_id(),
+                "product_id": product["id"],
+                "position": position,
+            }
             try:
                 async with uow.conn.transaction():
                     variants.append(await queries.insert_variant(uow.conn, values))
@@ -153,7 +168,7 @@ async def update_variant(request: web.Request) -> web.Response:
         if current is None:
             raise NotFound()
         if "price" in changes:
-            changes["price"] = money.from_major(changes["price"], current["currency"])
+            changes["price"] = _minor_units(changes["price"], current["currency"], "price")
         try:
             async with uow.conn.transaction():
                 row = await queries.update_variant(uow.conn, variant_id, changes)

@@ -12,10 +12,12 @@ import asyncpg
 import pytest
 
 from basket import domain
+from basket.catalogue import _minor_units
 from basket.consumers import on_get_basket_snapshot
 from services.basket.tests.testkit import API, admin, create_variant, event_tap
 from shared import money
 from shared.contracts import GetBasketSnapshot
+from shared.http import ValidationFailed
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
@@ -376,3 +378,28 @@ async def test_concurrent_defaults_leave_exactly_one(
         assert await admin_db.fetchval("SELECT count(*) FROM basket.currencies WHERE is_default") == 1
     finally:
         await client.put(f"{API}/currencies/{before}", json={"default": True}, headers=admin())
+
+
+def test_a_price_with_a_fraction_the_base_currency_lacks_is_a_422_not_a_500() -> None:
+    assert _minor_units(Decimal("1050"), "JPY", "price") == 1050
+    assert _minor_units(Decimal("10.50"), "GBP", "price") == 1050
+    with pytest.raises(ValidationFailed) as refused:
+        _minor_units(Decimal("10.50"), "JPY", "variants.0.price")
+    assert refused.value.errors == {"variants.0.price": ["The price may have at most 0 decimal places."]}
+
+
+async def test_post_baskets_with_an_id_and_a_currency_changes_its_currency(
+    client: Any, currencies: dict[str, str]
+) -> None:
+    variant = await create_variant(client, price="5.00", tax_rate_bp=0)
+    _, body = await basket_in(client, variant["id"], 1)
+    basket_id = body["data"]["id"]
+    # As upstream: the lines replaced and the currency changed in one call.
+    status, body = await basket_in(client, variant["id"], 3, basket_id=basket_id, currency="EUR")
+    assert status == 200, body
+    assert (body["data"]["id"], body["data"]["currency"], body["data"]["total"]) == (basket_id, "EUR", 17.49)
+    status, body = await basket_in(client, variant["id"], 1, basket_id=basket_id, currency="XTS")
+    assert (status, body) == (422, {"currency": ["The selected currency is invalid."]})
+    response = await client.get(f"{API}/baskets/{basket_id}?include=lines")
+    basket = (await response.json())["data"]
+    assert (basket["currency"], basket["lines"]["data"][0]["quantity"]) == ("EUR", 3)
