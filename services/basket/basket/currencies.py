@@ -11,6 +11,7 @@ product). The basket's snapshot, and so its order and charge, is always in the b
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,7 @@ from shared.http import (
 )
 
 HEADER = "X-CANDY-CURRENCY"
+CODE = re.compile(r"[A-Z]{3}")
 MSG_INVALID = "The selected currency is invalid."
 MSG_UNKNOWN_CODE = "The code must be an ISO 4217 currency code."
 MSG_CODE_TAKEN = "The code has already been taken."
@@ -67,8 +69,12 @@ def requested_code(request: web.Request) -> str | None:
 
 
 async def enabled_conversion(conn: queries.Conn, request: web.Request, code: str) -> domain.Conversion:
-    """The conversion into an enabled currency the caller named; 422 for any other."""
-    found = await conversion(conn, settings_of(request).base_currency, code.strip().upper(), enabled_only=True)
+    """The conversion into an enabled currency the caller named; 422 for any other (a code that
+    cannot be one is refused before the database sees it)."""
+    code = code.strip().upper()
+    found = None
+    if CODE.fullmatch(code):
+        found = await conversion(conn, settings_of(request).base_currency, code, enabled_only=True)
     if found is None:
         raise ValidationFailed.one("currency", MSG_INVALID)
     return found

@@ -235,6 +235,10 @@ async def test_a_disabled_or_unknown_currency_is_refused_and_changes_nothing(
             assert (response.status, await response.json()) == (422, invalid)
             response = await client.get(f"{API}/products/variants/{variant['id']}?currency={code}")
             assert (response.status, await response.json()) == (422, invalid)
+        # Read from the query string, not a body: checked before the database sees it.
+        for query in ("currency=E%00R", "currency=" + "EURO" * 100):
+            response = await client.get(f"{API}/baskets/{basket['id']}?{query}")
+            assert (response.status, await response.json()) == (422, invalid), query
     finally:
         await admin_db.execute("UPDATE basket.currencies SET enabled = true WHERE code = 'JPY'")
     assert await admin_db.fetchval("SELECT version FROM basket.baskets WHERE id = $1", basket["id"]) == version
