@@ -269,8 +269,9 @@ class ApplyCoupon(Body):
 # Requests: currencies (admin)
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
-# numeric(18, 8): up to ten digits before the point, eight after.
-ExchangeRate = Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=8)]
+# numeric(18, 8) holds ten digits before the point; a million units per unit of the base is more
+# than any currency needs against GBP (about 33,000 VND), and keeps converted totals within bigint.
+ExchangeRate = Annotated[Decimal, Field(gt=0, le=1_000_000, max_digits=18, decimal_places=8)]
 CurrencyName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
 PriceFormat = Annotated[str, Field(min_length=1, max_length=64, pattern=r"\{price\}")]
 Separator = Annotated[str, Field(max_length=4)]

@@ -309,6 +309,10 @@ async def test_currencies_admin(client: Any, admin_db: asyncpg.Connection, curre
         ({"code": "ABC", "exchange_rate": 1}, {"code": ["The code must be an ISO 4217 currency code."]}),
         ({"code": "SEK", "exchange_rate": 0}, {"exchange_rate": ["Input should be greater than 0"]}),
         (
+            {"code": "SEK", "exchange_rate": "1000001"},
+            {"exchange_rate": ["Input should be less than or equal to 1000000"]},
+        ),
+        (
             {"code": "SEK", "exchange_rate": 1, "format": "kr"},
             {"format": ["String should match pattern '\\{price\\}'"]},
         ),
