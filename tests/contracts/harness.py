@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 from hypothesis import strategies as st
 
+from basket import pricing_queries as basket_pricing_queries
 from basket import queries as basket_queries
 from basket.app import create_app as basket_app
 from basket.seed import CATALOGUE, DEFAULTS
@@ -77,10 +78,10 @@ async def basket_data(conn: asyncpg.Connection) -> Seeded:
             values = DEFAULTS | fields | {"id": new_id(), "product_id": product["id"], "position": position}
             values["sku"] = f"{values['sku']}-{tag}"
             variant_ids.append((await basket_queries.insert_variant(conn, values))["id"])
-    if await basket_queries.currency_by_code(conn, "EUR") is None:  # the session's stack may have seeded it
+    if await basket_pricing_queries.currency_by_code(conn, "EUR") is None:  # the session's stack may have seeded it
         euro = {"name": "Euro", "exchange_rate": Decimal("1.165"), "format": "€{price}", "decimal_point": ".",
                 "thousand_point": ",", "enabled": True, "is_default": False}  # fmt: skip
-        await basket_queries.insert_currency(conn, new_id(), "EUR", euro)
+        await basket_pricing_queries.insert_currency(conn, new_id(), "EUR", euro)
     basket_ids = []
     for currency, count in (("GBP", 3), ("GBP", 0), ("EUR", 1)):
         basket_id = (await basket_queries.insert_basket(conn, new_id(), currency, {}))["id"]

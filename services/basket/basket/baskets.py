@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from basket import currencies, domain, queries, views
+from basket import currencies, domain, pricing_queries, queries, views
 from basket.models import (
     AddLines,
     BasketMeta,
@@ -55,7 +55,7 @@ async def get_basket(request: web.Request) -> web.Response:
     row = _visible(await queries.basket_with_lines(pool, path_id(request)), request)
     if row is None:
         raise NotFound()
-    discounts = await queries.basket_discounts(pool, row["id"])
+    discounts = await pricing_queries.basket_discounts(pool, row["id"])
     return await respond(request, pool, row, row["lines"], discounts)
 
 
@@ -93,7 +93,7 @@ async def _new_basket(request: web.Request, uow: UnitOfWork, currency: str, body
         | {"line_id": line["id"], "line_quantity": line["quantity"], "line_meta": line["meta"]}
         for line in lines
     ]
-    discounts = await queries.basket_discounts(uow.conn, basket["id"])  # automatic ones may apply
+    discounts = await pricing_queries.basket_discounts(uow.conn, basket["id"])  # automatic ones may apply
     await announce(request, uow, basket, line_rows, discounts)
     return await respond(request, uow.conn, basket, line_rows, discounts)
 
@@ -202,7 +202,7 @@ async def update_basket(request: web.Request) -> web.Response:
             if currency != basket["currency"]:
                 return await _finish(request, uow, basket, currency=currency)
         lines = await queries.basket_lines(uow.conn, basket["id"])
-        discounts = await queries.basket_discounts(uow.conn, basket["id"])
+        discounts = await pricing_queries.basket_discounts(uow.conn, basket["id"])
         return await respond(request, uow.conn, basket, lines, discounts)
 
 
@@ -352,14 +352,14 @@ async def _finish(
         # Only reachable if someone changed the row without its lock: refuse rather than guess.
         raise ApiError(409, "The basket changed meanwhile, please retry")
     lines = await queries.basket_lines(uow.conn, basket["id"])
-    discounts = await queries.basket_discounts(uow.conn, basket["id"])
+    discounts = await pricing_queries.basket_discounts(uow.conn, basket["id"])
     await announce(request, uow, updated, lines, discounts)
     return await respond(request, uow.conn, updated, lines, discounts)
 
 
 async def respond(request: web.Request, conn: queries.Conn, basket: Row, lines: list, discounts: list) -> web.Response:
     """The basket as a response shows it: priced in the currency the request names, else its own
-    (`currencies.shown_conversion`). `discounts`: `queries.basket_discounts` of the basket."""
+    (`currencies.shown_conversion`). `discounts`: `pricing_queries.basket_discounts` of the basket."""
     conversion = await currencies.shown_conversion(conn, request, basket)
     return model_response(
         views.BasketResponse(data=views.basket_view(basket, lines, includes(request), discounts, conversion))

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from basket import currencies, domain, queries, stock_queries, views
+from basket import currencies, domain, pricing_queries, queries, stock_queries, views
 from basket.settings import BasketSettings
 from shared import runtime
 from shared.bus import Responder, Subscription
@@ -270,6 +270,6 @@ async def on_get_basket_snapshot(
     saved = basket is not None and basket["saved_name"] is not None
     if basket is None or not domain.visible_to(basket["customer_id"], saved, request.customer_id):
         return BasketSnapshotReply(basket=None)
-    discounts_now = await queries.basket_discounts(pool, basket["id"])
+    discounts_now = await pricing_queries.basket_discounts(pool, basket["id"])
     conversion = await currencies.basket_conversion(pool, base_currency, basket)
     return BasketSnapshotReply(basket=views.snapshot(basket, basket["lines"], discounts_now, conversion))

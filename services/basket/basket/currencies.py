@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from basket import domain, queries, views
+from basket import domain, pricing_queries, queries, views
 from basket.models import CurrenciesQuery, CurrencyCreate, CurrencyUpdate
 from basket.settings import BasketSettings, settings_of
 from shared import money, runtime
@@ -56,7 +56,7 @@ async def conversion(conn: queries.Conn, base: str, code: str, *, enabled_only: 
     (or it is disabled, with `enabled_only`). The base needs no lookup: its rate is 1."""
     if code == base:
         return domain.Conversion.none(base)
-    row = await queries.currency_by_code(conn, code)
+    row = await pricing_queries.currency_by_code(conn, code)
     if row is None or (enabled_only and not row["enabled"]):
         return None
     return domain.Conversion(base, code, row["exchange_rate"])
@@ -111,7 +111,7 @@ async def new_basket_currency(conn: queries.Conn, request: web.Request, given: s
     code = given if given is not None else requested_code(request)
     if code is not None:
         return (await enabled_conversion(conn, request, code)).currency
-    default = await queries.default_currency(conn)
+    default = await pricing_queries.default_currency(conn)
     return default["code"] if default is not None else settings_of(request).base_currency
 
 
@@ -123,7 +123,7 @@ async def list_currencies(request: web.Request) -> web.Response:
     """Every currency with its `enabled` flag, as upstream listed them: the default first, then by code."""
     query = query_model(request, CurrenciesQuery)
     offset = (query.page - 1) * query.per_page
-    total, rows = await queries.currencies_page(request.app[runtime.POOL], query.per_page, offset)
+    total, rows = await pricing_queries.currencies_page(request.app[runtime.POOL], query.per_page, offset)
     data = [views.currency_view(row) for row in rows]
     return model_response(
         views.CurrencyCollection.model_validate(
@@ -134,7 +134,7 @@ async def list_currencies(request: web.Request) -> web.Response:
 
 async def get_currency(request: web.Request) -> web.Response:
     require_admin(request)
-    row = await queries.currency(request.app[runtime.POOL], path_id(request))
+    row = await pricing_queries.currency(request.app[runtime.POOL], path_id(request))
     if row is None:
         raise NotFound()
     return model_response(views.CurrencyResponse(data=views.currency_view(row)))
@@ -152,10 +152,10 @@ async def create_currency(request: web.Request) -> web.Response:
     async with runtime.unit_of_work(request) as uow:
         currency_id = new_id()
         if values["is_default"]:
-            await queries.clear_default_currency(uow.conn, currency_id)
+            await pricing_queries.clear_default_currency(uow.conn, currency_id)
         try:
             async with uow.conn.transaction():
-                row = await queries.insert_currency(uow.conn, currency_id, body.code, values)
+                row = await pricing_queries.insert_currency(uow.conn, currency_id, body.code, values)
         except asyncpg.UniqueViolationError as exc:
             raise ValidationFailed.one("code", MSG_CODE_TAKEN) from exc
     return model_response(views.CurrencyResponse(data=views.currency_view(row)))
@@ -174,16 +174,16 @@ async def update_currency(request: web.Request) -> web.Response:
     if nulls:
         raise ValidationFailed(nulls)
     async with runtime.unit_of_work(request) as uow:
-        current = await queries.lock_currency(uow.conn, currency_id)
+        current = await pricing_queries.lock_currency(uow.conn, currency_id)
         if current is None:
             raise NotFound()
         if expected is not None and expected != current["version"]:
             raise ApiError(409, MSG_CHANGED)
-        values = {name: current[name] for name in queries.CURRENCY_SETTABLE} | _stored(given)
+        values = {name: current[name] for name in pricing_queries.CURRENCY_SETTABLE} | _stored(given)
         _check(request, current["code"], values)
         if values["is_default"] and not current["is_default"]:
-            await queries.clear_default_currency(uow.conn, currency_id)
-        row = await queries.update_currency(uow.conn, currency_id, current["version"], values)
+            await pricing_queries.clear_default_currency(uow.conn, currency_id)
+        row = await pricing_queries.update_currency(uow.conn, currency_id, current["version"], values)
         if row is None:
             # Only reachable if someone changed the row without its lock: refuse rather than guess.
             raise ApiError(409, MSG_CHANGED)
@@ -195,16 +195,16 @@ async def delete_currency(request: web.Request) -> web.Response:
     require_admin(request)
     currency_id = path_id(request)
     async with runtime.unit_of_work(request) as uow:
-        current = await queries.lock_currency(uow.conn, currency_id)
+        current = await pricing_queries.lock_currency(uow.conn, currency_id)
         if current is None:
             raise NotFound()
         if current["code"] == settings_of(request).base_currency:
             raise ValidationFailed.one("code", MSG_BASE_DISABLED)
         if current["is_default"]:
             raise ValidationFailed.one("default", MSG_DEFAULT_DISABLED)
-        if await queries.currency_in_use(uow.conn, current["code"]):
+        if await pricing_queries.currency_in_use(uow.conn, current["code"]):
             raise ValidationFailed.one("code", MSG_IN_USE)
-        if not await queries.delete_currency(uow.conn, currency_id, current["version"]):
+        if not await pricing_queries.delete_currency(uow.conn, currency_id, current["version"]):
             raise ApiError(409, MSG_CHANGED)
     return web.Response(status=204)
 
@@ -239,7 +239,7 @@ def base_currency_row(settings: BasketSettings):
 
     async def ensure(app: web.Application) -> AsyncIterator[None]:
         code = settings.base_currency
-        await queries.insert_base_currency(
+        await pricing_queries.insert_base_currency(
             app[runtime.POOL], new_id(), code, money.currency_name(code), f"{money.currency_symbol(code)}{{price}}"
         )
         yield

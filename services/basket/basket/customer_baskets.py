@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from basket import currencies, domain, queries, views
+from basket import currencies, domain, pricing_queries, queries, views
 from basket.baskets import MSG_IN_FLIGHT, _check_variants, _finish, _upsert_lines, announce, respond
 from basket.models import ResolveBasket, SaveBasket, SavedBasketsQuery, VariantQuantity
 from shared import runtime
@@ -56,7 +56,7 @@ async def get_current(request: web.Request) -> web.Response:
     row = await queries.current_basket_with_lines(request.app[runtime.POOL], customer)
     if row is None:
         raise NotFound()
-    discounts = await queries.basket_discounts(request.app[runtime.POOL], row["id"])
+    discounts = await pricing_queries.basket_discounts(request.app[runtime.POOL], row["id"])
     return await respond(request, request.app[runtime.POOL], row, row["lines"], discounts)
 
 
@@ -73,7 +73,7 @@ async def claim_basket(request: web.Request) -> web.Response:
         if basket["customer_id"] is None:
             basket = await _claim(uow.conn, basket, customer)
         lines = await queries.basket_lines(uow.conn, basket_id)
-        discounts = await queries.basket_discounts(uow.conn, basket_id)
+        discounts = await pricing_queries.basket_discounts(uow.conn, basket_id)
         return await respond(request, uow.conn, basket, lines, discounts)
 
 
@@ -115,11 +115,13 @@ async def _resolve(request: web.Request, customer: str, body: ResolveBasket) -> 
             raise ApiError(403, domain.MSG_BASKET_USED)
         if current_id == source["id"]:
             lines = await queries.basket_lines(conn, source["id"])
-            return await respond(request, conn, source, lines, await queries.basket_discounts(conn, source["id"]))
+            discounts = await pricing_queries.basket_discounts(conn, source["id"])
+            return await respond(request, conn, source, lines, discounts)
         if current_id is None or not body.merge:
             claimed = await _claim(conn, source, customer)  # the newest of theirs: now the current one
             lines = await queries.basket_lines(conn, claimed["id"])
-            return await respond(request, conn, claimed, lines, await queries.basket_discounts(conn, claimed["id"]))
+            discounts = await pricing_queries.basket_discounts(conn, claimed["id"])
+            return await respond(request, conn, claimed, lines, discounts)
         current = locked[current_id]
         if current is None or current["order_id"] is not None:
             raise Conflict  # placed or deleted since it was found current: find it again

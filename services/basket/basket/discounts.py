@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from basket import baskets, currencies, domain, queries, views
+from basket import baskets, currencies, domain, pricing_queries, queries, views
 from basket.catalogue import pool_of
 from basket.models import ApplyCoupon, DiscountCreate, DiscountsQuery, DiscountUpdate
 from basket.settings import settings_of
@@ -54,7 +54,7 @@ async def list_discounts(request: web.Request) -> web.Response:
     require_admin(request)
     query = query_model(request, DiscountsQuery)
     per_page = query.per_page or settings_of(request).products_per_page
-    total, rows = await queries.discounts_page(pool_of(request), per_page, (query.page - 1) * per_page)
+    total, rows = await pricing_queries.discounts_page(pool_of(request), per_page, (query.page - 1) * per_page)
     data = [views.discount_view(row) for row in rows]
     return model_response(
         views.DiscountCollection.model_validate(
@@ -65,7 +65,7 @@ async def list_discounts(request: web.Request) -> web.Response:
 
 async def get_discount(request: web.Request) -> web.Response:
     require_admin(request)
-    row = await queries.discount(pool_of(request), path_id(request))
+    row = await pricing_queries.discount(pool_of(request), path_id(request))
     if row is None:
         raise NotFound()
     return model_response(views.DiscountResponse(data=views.discount_view(row)))
@@ -80,7 +80,7 @@ async def create_discount(request: web.Request) -> web.Response:
         await _check(uow.conn, values, values)
         try:
             async with uow.conn.transaction():
-                row = await queries.insert_discount(uow.conn, new_id(), currency, values)
+                row = await pricing_queries.insert_discount(uow.conn, new_id(), currency, values)
         except asyncpg.UniqueViolationError as exc:
             raise ValidationFailed.one("coupon", MSG_COUPON_TAKEN) from exc
     return model_response(views.DiscountResponse(data=views.discount_view(row)))
@@ -99,17 +99,17 @@ async def update_discount(request: web.Request) -> web.Response:
     if errors:
         raise ValidationFailed(errors)
     async with runtime.unit_of_work(request) as uow:
-        current = await queries.lock_discount(uow.conn, discount_id)
+        current = await pricing_queries.lock_discount(uow.conn, discount_id)
         if current is None:
             raise NotFound()
         if expected is not None and expected != current["version"]:
             raise ApiError(409, MSG_CHANGED)
         changes = _stored(given, current["currency"])
-        values = {name: current[name] for name in queries.DISCOUNT_SETTABLE} | changes
+        values = {name: current[name] for name in pricing_queries.DISCOUNT_SETTABLE} | changes
         await _check(uow.conn, values, changes)
         try:
             async with uow.conn.transaction():
-                row = await queries.update_discount(uow.conn, discount_id, current["version"], values)
+                row = await pricing_queries.update_discount(uow.conn, discount_id, current["version"], values)
         except asyncpg.UniqueViolationError as exc:
             raise ValidationFailed.one("coupon", MSG_COUPON_TAKEN) from exc
         if row is None:
@@ -124,12 +124,12 @@ async def delete_discount(request: web.Request) -> web.Response:
     require_admin(request)
     discount_id = path_id(request)
     async with runtime.unit_of_work(request) as uow:
-        current = await queries.lock_discount(uow.conn, discount_id, for_delete=True)
+        current = await pricing_queries.lock_discount(uow.conn, discount_id, for_delete=True)
         if current is None:
             raise NotFound()
         if current["reserved"]:
             raise ApiError(409, MSG_IN_USE)
-        await queries.delete_discount(uow.conn, discount_id)
+        await pricing_queries.delete_discount(uow.conn, discount_id)
     return web.Response(status=204)
 
 
@@ -188,7 +188,7 @@ async def apply_coupon(request: web.Request) -> web.Response:
     body = await read_json(request, ApplyCoupon)
     async with runtime.unit_of_work(request) as uow:
         basket = await baskets._locked_basket(request, uow.conn, basket_id)
-        found = await queries.discount_by_coupon(uow.conn, body.coupon.strip())
+        found = await pricing_queries.discount_by_coupon(uow.conn, body.coupon.strip())
         if found is None:
             raise ValidationFailed.one("coupon", domain.MSG_COUPON_INVALID)
         conversion = await currencies.basket_conversion(uow.conn, settings_of(request).base_currency, basket)
@@ -197,7 +197,7 @@ async def apply_coupon(request: web.Request) -> web.Response:
         refusal = domain.coupon_refusal(terms, lines, basket["currency"], datetime.now(UTC))
         if refusal is not None:
             raise ValidationFailed.one("coupon", refusal)
-        await queries.set_basket_coupon(uow.conn, basket_id, found["id"])
+        await pricing_queries.set_basket_coupon(uow.conn, basket_id, found["id"])
         return await baskets._finish(request, uow, basket)
 
 
@@ -207,7 +207,7 @@ async def remove_coupon(request: web.Request) -> web.Response:
     basket_id = path_id(request)
     async with runtime.unit_of_work(request) as uow:
         basket = await baskets._locked_basket(request, uow.conn, basket_id)
-        if await queries.remove_basket_coupon(uow.conn, basket_id):
+        if await pricing_queries.remove_basket_coupon(uow.conn, basket_id):
             # The basket's version and its basket.changed, as for any change of a basket.
             await baskets._finish(request, uow, basket)
     return web.Response(status=204)

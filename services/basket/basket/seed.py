@@ -10,7 +10,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from basket import queries
+from basket import pricing_queries, queries
 from basket.settings import BasketSettings
 from shared import db, money
 from shared.http import new_id
@@ -113,8 +113,8 @@ async def seed(settings: BasketSettings) -> None:
                     await queries.insert_variant(conn, values)
                 created += 1
             for code, rate, format_ in CURRENCIES:
-                if code != settings.base_currency and await queries.currency_by_code(conn, code) is None:
-                    await queries.insert_currency(conn, new_id(), code, _currency(code, rate, format_))
+                if code != settings.base_currency and await pricing_queries.currency_by_code(conn, code) is None:
+                    await pricing_queries.insert_currency(conn, new_id(), code, _currency(code, rate, format_))
     finally:
         await pool.close()
     log.info("demo catalogue loaded", extra={"products_created": created, "products": len(CATALOGUE)})

@@ -322,7 +322,7 @@ class PricedBasket:
 
 
 def discount_terms(row: Row) -> domain.DiscountTerms:
-    """A row of `queries.DISCOUNT_COLUMNS` as pricing sees it."""
+    """A row of `pricing_queries.DISCOUNT_COLUMNS` as pricing sees it."""
     return domain.DiscountTerms(
         id=row["id"],
         name=row["name"],
@@ -358,7 +358,7 @@ def pricing_lines(line_rows: Sequence[Row], conversion: domain.Conversion) -> li
 
 def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], conversion: domain.Conversion) -> PricedBasket:
     """`line_rows` from `queries.basket_lines` (each line with its variant's columns), priced in
-    `conversion`'s currency with the `discounts` that may apply (`queries.basket_discounts`) as
+    `conversion`'s currency with the `discounts` that may apply (`pricing_queries.basket_discounts`) as
     they stand now."""
     priced = domain.price_basket(
         pricing_lines(line_rows, conversion),
@@ -380,7 +380,7 @@ def basket_view(
     conversion: domain.Conversion,
 ) -> BasketOut:
     """The basket on the wire, its lines priced in `conversion`'s currency (the basket's own, or
-    the one the request asked to see) with `discounts` (`queries.basket_discounts`)."""
+    the one the request asked to see) with `discounts` (`pricing_queries.basket_discounts`)."""
     currency = conversion.currency
     priced = price_lines(line_rows, discounts, conversion)
     totals = priced.totals
@@ -475,7 +475,7 @@ def snapshot(
 
     A line's `weight_grams` is the weight of the whole line (unit weight x quantity), like its
     `line_total`; the basket's `weight_grams` sums the lines that need shipping. The discounts that
-    apply (`discounts`: `queries.basket_discounts`) are in each line's `discount_total` and listed
+    apply (`discounts`: `pricing_queries.basket_discounts`) are in each line's `discount_total` and listed
     with their amounts; `free_shipping` tells orders to waive its shipping line.
     """
     priced = price_lines(line_rows, discounts, conversion)
