@@ -7,12 +7,26 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
 
+from shared import money
 from shipping.domain import ANY_POSTCODE, normalise_prefix
 
 Id = Annotated[str, StringConstraints(max_length=64)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Country = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
-Currency = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$"), AfterValidator(str.upper)]
+
+
+def _iso_currency(code: str) -> str:
+    if not money.is_currency(code):
+        raise ValueError("The currency must be an ISO 4217 currency code.")
+    return code
+
+
+Currency = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{3}$"),
+    AfterValidator(str.upper),
+    AfterValidator(_iso_currency),
+]
 Money = Annotated[int, Field(strict=True, ge=0, le=10**12)]
 Grams = Annotated[int, Field(strict=True, ge=0, le=10**9)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]

@@ -191,6 +191,7 @@ async def test_prices_create_change_and_references(client, pool):
         ({"method_id": method["id"], "zone_id": zone["id"], "rate": -1}, {"rate"}),
         ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1.5}, {"rate"}),
         ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1, "currency": "POUND"}, {"currency"}),
+        ({"method_id": method["id"], "zone_id": zone["id"], "rate": 1, "currency": "ABC"}, {"currency"}),  # not ISO
         ({"method_id": method["id"], "zone_id": zone["id"]}, {"rate"}),
         ({"method_id": "m\u0000", "zone_id": zone["id"], "rate": 1}, {"method_id"}),
     ]
