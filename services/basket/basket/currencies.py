@@ -133,8 +133,13 @@ async def list_currencies(request: web.Request) -> web.Response:
 
 
 async def get_currency(request: web.Request) -> web.Response:
-    require_admin(request)
-    row = await pricing_queries.currency(request.app[runtime.POOL], path_id(request))
+    """A currency by its id, or by its code (`/currencies/EUR`: upstream's show took the code)."""
+    value = request.match_info["id"]
+    pool = request.app[runtime.POOL]
+    if CODE.fullmatch(value.upper()):
+        row = await pricing_queries.currency_by_code(pool, value.upper())
+    else:
+        row = await pricing_queries.currency(pool, path_id(request))
     if row is None:
         raise NotFound()
     return model_response(views.CurrencyResponse(data=views.currency_view(row)))

@@ -359,7 +359,7 @@ OPERATIONS: list[Operation] = [
         errors=(404, 409),
         description="409 while a checkout in progress holds a use of it.",
     ),
-    # Currencies: the list is public (as upstream's), the rest admin.
+    # Currencies: reading them is public (as upstream's), changing them the admin's.
     Operation(
         "GET",
         "/currencies",
@@ -385,10 +385,10 @@ OPERATIONS: list[Operation] = [
         "GET",
         "/currencies/{id}",
         currencies.get_currency,
-        "A currency",
-        admin=True,
+        "A currency, by its id or its code",
         response=views.CurrencyResponse,
         errors=(404,),
+        description="Public, like the list; `/currencies/EUR` as upstream, or by id.",
     ),
     Operation(
         "PUT",

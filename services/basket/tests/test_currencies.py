@@ -369,6 +369,18 @@ async def test_currencies_admin(client: Any, admin_db: asyncpg.Connection, curre
     await admin_db.execute("DELETE FROM basket.baskets WHERE id = $1", body["data"]["id"])
     assert (await client.delete(url, headers=admin())).status == 204
     assert (await client.get(url, headers=admin())).status == 404
+    for path in ("CHF", "chf"):
+        assert (await client.get(f"{API}/currencies/{path}")).status == 404
+
+
+async def test_a_currency_is_read_by_id_or_by_code_without_a_token(client: Any, currencies: dict[str, str]) -> None:
+    by_id = await (await client.get(f"{API}/currencies/{currencies['EUR']}")).json()
+    for code in ("EUR", "eur"):
+        response = await client.get(f"{API}/currencies/{code}")
+        assert (response.status, await response.json()) == (200, by_id)
+    assert by_id["data"]["code"] == "EUR"
+    for missing in ("XTS", "nosuchcurrency00", "E%00R"):
+        assert (await client.get(f"{API}/currencies/{missing}")).status == 404
 
 
 async def test_concurrent_defaults_leave_exactly_one(
