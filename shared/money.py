@@ -78,3 +78,9 @@ def tax(amount: int, rate_bp: int) -> int:
 def rate_percent(rate_bp: int) -> int | float:
     """2000 -> 20, 550 -> 5.5: the tax rate as upstream showed it."""
     return rate_bp // 100 if rate_bp % 100 == 0 else rate_bp / 100
+
+
+def rate_text(rate: Decimal) -> str:
+    """An exchange rate as the wire shows it: a decimal string without trailing zeros
+    (1.16500000 -> "1.165", 1.00000000 -> "1", 100 -> "100", never "1E+2")."""
+    return format(rate.normalize(), "f")

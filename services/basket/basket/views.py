@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
@@ -483,7 +482,7 @@ def snapshot(
         id=basket_row["id"],
         currency=conversion.currency,
         base_currency=conversion.base,
-        exchange_rate=decimal_text(conversion.rate),
+        exchange_rate=money.rate_text(conversion.rate),
         used=basket_row["order_id"] is not None,
         sub_total=priced.totals.sub_total,
         tax_total=priced.totals.tax_total,
@@ -518,11 +517,6 @@ def snapshot(
     )
 
 
-def decimal_text(value: Decimal) -> str:
-    """1.16500000 -> "1.165", 100 -> "100" (never "1E+2")."""
-    return format(value.normalize(), "f")
-
-
 def currency_view(row: Row) -> CurrencyOut:
     return CurrencyOut(
         id=row["id"],
@@ -532,7 +526,7 @@ def currency_view(row: Row) -> CurrencyOut:
         format=row["format"],
         decimal_point=row["decimal_point"],
         thousand_point=row["thousand_point"],
-        exchange_rate=decimal_text(row["exchange_rate"]),
+        exchange_rate=money.rate_text(row["exchange_rate"]),
         default=row["is_default"],
         decimal_places=money.exponent(row["code"]),
         version=row["version"],

@@ -423,3 +423,12 @@ async def test_post_baskets_with_an_id_and_a_currency_changes_its_currency(
     response = await client.get(f"{API}/baskets/{basket_id}?include=lines")
     basket = (await response.json())["data"]
     assert (basket["currency"], basket["lines"]["data"][0]["quantity"]) == ("EUR", 3)
+
+
+def test_a_rate_is_written_without_trailing_zeros_or_an_exponent() -> None:
+    assert [money.rate_text(Decimal(v)) for v in ("1.16500000", "1.00000000", "100", "0.00860000")] == [
+        "1.165",
+        "1",
+        "100",
+        "0.0086",
+    ]

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from shared import money
@@ -218,12 +217,6 @@ def shipping_line(
         tax_rate=money.DEFAULT_TAX_RATE_BP,
         discount_total=discount,
     )
-
-
-def rate_text(rate: Decimal) -> str:
-    """An exchange rate as the order shows it: a decimal string without trailing zeros
-    (1.16500000 -> "1.165", 1.00000000 -> "1", 100 -> "100")."""
-    return format(rate.normalize(), "f")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class Invoice:
         """The line saying the prices were converted, for an order not in the base currency."""
         if self.base_currency is None or self.base_currency == self.currency:
             return None
-        rate = domain.rate_text(self.conversion)
+        rate = money.rate_text(self.conversion)
         return f"Prices converted from {self.base_currency} at {rate} {self.currency} per {self.base_currency}"
 
 

@@ -353,7 +353,7 @@ def order_out(
         type=order["type"],
         status=order["status"],
         currency=order["currency"],
-        conversion=domain.rate_text(order["conversion"]),
+        conversion=money.rate_text(order["conversion"]),
         sub_total=order["sub_total"],
         delivery_total=order["delivery_total"],
         discount_total=order["discount_total"],
