@@ -270,6 +270,22 @@ def _check_meta(value: dict[str, Any]) -> dict[str, Any]:
 Meta = Annotated[dict[str, Any], BeforeValidator(_empty_list_as_object), AfterValidator(_check_meta)]
 
 
+def partial_update(body: BaseModel, nullable: frozenset[str] = frozenset()) -> tuple[dict[str, Any], int | None]:
+    """An admin's partial update: the fields sent, and the `version` it was read at (None when
+    not sent; the handler compares it under the row's lock). A field sent as null that may not be
+    empty (not in `nullable`) is a 422."""
+    given = body.model_dump(exclude_unset=True)
+    expected = given.pop("version", None)
+    errors = {
+        name: [f"The {name} field may not be null."]
+        for name, value in given.items()
+        if value is None and name not in nullable
+    }
+    if errors:
+        raise ValidationFailed(errors)
+    return given, expected
+
+
 def query_model(request: web.Request, model: type[M]) -> M:
     refuse_nul(dict(request.query))
     try:

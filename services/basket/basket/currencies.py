@@ -29,6 +29,7 @@ from shared.http import (
     model_response,
     new_id,
     paginated,
+    partial_update,
     path_id,
     query_model,
     read_json,
@@ -173,11 +174,7 @@ async def update_currency(request: web.Request) -> web.Response:
     require_admin(request)
     currency_id = path_id(request)
     body = await read_json(request, CurrencyUpdate)
-    given = body.model_dump(exclude_unset=True)
-    expected = given.pop("version", None)
-    nulls = {name: [f"The {name} field may not be null."] for name, value in given.items() if value is None}
-    if nulls:
-        raise ValidationFailed(nulls)
+    given, expected = partial_update(body)
     async with runtime.unit_of_work(request) as uow:
         current = await pricing_queries.lock_currency(uow.conn, currency_id)
         if current is None:

@@ -28,6 +28,7 @@ from shared.http import (
     model_response,
     new_id,
     paginated,
+    partial_update,
     path_id,
     query_model,
     read_json,
@@ -92,12 +93,7 @@ async def update_discount(request: web.Request) -> web.Response:
     require_admin(request)
     discount_id = path_id(request)
     body = await read_json(request, DiscountUpdate)
-    given = body.model_dump(exclude_unset=True)
-    expected = given.pop("version", None)
-    nulls = {name: [f"The {name} field may not be null."] for name, value in given.items() if value is None}
-    errors = {name: messages for name, messages in nulls.items() if name not in NULLABLE}
-    if errors:
-        raise ValidationFailed(errors)
+    given, expected = partial_update(body, NULLABLE)
     async with runtime.unit_of_work(request) as uow:
         current = await pricing_queries.lock_discount(uow.conn, discount_id)
         if current is None:
