@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
-from basket import currencies, domain, pricing_queries, queries, views
+from basket import currencies, domain, pricing, pricing_queries, queries, views
 from basket.models import (
     AddLines,
     BasketMeta,
@@ -372,7 +372,7 @@ async def announce(request: web.Request, uow: UnitOfWork, basket: Row, lines: li
     uow.emit(_changed(basket, lines, discounts, conversion))
 
 
-def _changed(basket: Row, lines: list, discounts: list, conversion: domain.Conversion) -> BasketChanged:
+def _changed(basket: Row, lines: list, discounts: list, conversion: pricing.Conversion) -> BasketChanged:
     totals = views.price_lines(lines, discounts, conversion).totals
     return BasketChanged(
         basket_id=basket["id"],

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from basket import currencies, domain, pricing_queries, queries, stock_queries, views
+from basket import currencies, domain, pricing, pricing_queries, queries, stock_queries, views
 from basket.settings import BasketSettings
 from shared import runtime
 from shared.bus import Responder, Subscription
@@ -111,7 +111,7 @@ async def on_order_stock_requested(uow: UnitOfWork, event: OrderStockRequested, 
     uses = {use.discount_id: use.amount for use in event.discounts}
     if uses:
         await stock_queries.hold_discount_uses(
-            uow.conn, reservation["id"], event.order_id, domain.email_key(event.email), sorted(uses.items())
+            uow.conn, reservation["id"], event.order_id, pricing.email_key(event.email), sorted(uses.items())
         )
     log.info("stock reserved", extra={"order_id": event.order_id, "reservation_id": reservation["id"]})
     uow.emit(_reserved(event, reservation))
@@ -125,7 +125,7 @@ async def _discount_errors(conn: asyncpg.Connection, event: OrderStockRequested)
         return {}
     ids = sorted({use.discount_id for use in event.discounts})
     locked = await stock_queries.lock_discounts(conn, ids)
-    email_key = domain.email_key(event.email)
+    email_key = pricing.email_key(event.email)
     by_email = await stock_queries.uses_by_email(conn, ids, email_key) if email_key else {}
     now = datetime.now(UTC)
     errors: dict[str, list[str]] = {}
@@ -133,10 +133,10 @@ async def _discount_errors(conn: asyncpg.Connection, event: OrderStockRequested)
         field = "coupon" if use.coupon else f"discounts.{index}.id"
         row = locked.get(use.discount_id)
         if row is None:
-            errors[field] = [domain.MSG_COUPON_INVALID if use.coupon else MSG_DISCOUNT_GONE]
+            errors[field] = [pricing.MSG_COUPON_INVALID if use.coupon else MSG_DISCOUNT_GONE]
             continue
         used = by_email.get(use.discount_id, 0) if email_key else None
-        refusal = domain.use_refusal(views.discount_terms(row), now, uses_by_email=used)
+        refusal = pricing.use_refusal(views.discount_terms(row), now, uses_by_email=used)
         if refusal is not None:
             errors[field] = [refusal]
     return errors

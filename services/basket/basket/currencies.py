@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from basket import domain, pricing_queries, queries, views
+from basket import pricing, pricing_queries, queries, views
 from basket.models import CurrenciesQuery, CurrencyCreate, CurrencyUpdate
 from basket.settings import BasketSettings, settings_of
 from shared import money, runtime
@@ -52,15 +52,15 @@ MSG_CHANGED = "The currency changed meanwhile: read it again"
 # Pricing in a currency
 
 
-async def conversion(conn: queries.Conn, base: str, code: str, *, enabled_only: bool) -> domain.Conversion | None:
+async def conversion(conn: queries.Conn, base: str, code: str, *, enabled_only: bool) -> pricing.Conversion | None:
     """The conversion from the base currency into `code`; None when there is no such currency
     (or it is disabled, with `enabled_only`). The base needs no lookup: its rate is 1."""
     if code == base:
-        return domain.Conversion.none(base)
+        return pricing.Conversion.none(base)
     row = await pricing_queries.currency_by_code(conn, code)
     if row is None or (enabled_only and not row["enabled"]):
         return None
-    return domain.Conversion(base, code, row["exchange_rate"])
+    return pricing.Conversion(base, code, row["exchange_rate"])
 
 
 def requested_code(request: web.Request) -> str | None:
@@ -69,7 +69,7 @@ def requested_code(request: web.Request) -> str | None:
     return code.strip().upper() if code and code.strip() else None
 
 
-async def enabled_conversion(conn: queries.Conn, request: web.Request, code: str) -> domain.Conversion:
+async def enabled_conversion(conn: queries.Conn, request: web.Request, code: str) -> pricing.Conversion:
     """The conversion into an enabled currency the caller named; 422 for any other (a code that
     cannot be one is refused before the database sees it)."""
     code = code.strip().upper()
@@ -81,7 +81,7 @@ async def enabled_conversion(conn: queries.Conn, request: web.Request, code: str
     return found
 
 
-async def basket_conversion(conn: queries.Conn, base: str, basket: Any) -> domain.Conversion:
+async def basket_conversion(conn: queries.Conn, base: str, basket: Any) -> pricing.Conversion:
     """What a basket is priced in for its own use (its events, snapshot, coupon checks): its
     currency, even one disabled since it was chosen."""
     found = await conversion(conn, base, basket["currency"], enabled_only=False)
@@ -91,7 +91,7 @@ async def basket_conversion(conn: queries.Conn, base: str, basket: Any) -> domai
     return found
 
 
-async def shown_conversion(conn: queries.Conn, request: web.Request, basket: Any) -> domain.Conversion:
+async def shown_conversion(conn: queries.Conn, request: web.Request, basket: Any) -> pricing.Conversion:
     """What a response shows the basket in: the currency the request names, else the basket's."""
     code = requested_code(request)
     if code is not None and code != basket["currency"]:
@@ -99,7 +99,7 @@ async def shown_conversion(conn: queries.Conn, request: web.Request, basket: Any
     return await basket_conversion(conn, settings_of(request).base_currency, basket)
 
 
-async def catalogue_conversion(conn: queries.Conn, request: web.Request) -> domain.Conversion | None:
+async def catalogue_conversion(conn: queries.Conn, request: web.Request) -> pricing.Conversion | None:
     """What a product or variant response shows prices in: the currency the request names, else
     the catalogue's own (None)."""
     code = requested_code(request)

@@ -1,7 +1,7 @@
 """HTTP handlers of discounts: the admin's CRUD under `/discounts`, and a basket's coupon
 (`POST` / `DELETE /baskets/{id}/discounts`).
 
-What a discount takes off a basket is computed when the basket is priced (`domain.price_basket`),
+What a discount takes off a basket is computed when the basket is priced (`pricing.price_basket`),
 never stored: a basket shows the discounts that apply to it as it is now. Its uses are reserved
 with the stock of a checkout (`consumers.on_order_stock_requested`), committed when the order is
 placed and given back when the attempt fails or its reservation expires.
@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from basket import baskets, currencies, domain, pricing_queries, queries, views
+from basket import baskets, currencies, pricing, pricing_queries, queries, views
 from basket.catalogue import pool_of
 from basket.models import ApplyCoupon, DiscountCreate, DiscountsQuery, DiscountUpdate
 from basket.settings import settings_of
@@ -186,11 +186,11 @@ async def apply_coupon(request: web.Request) -> web.Response:
         basket = await baskets._locked_basket(request, uow.conn, basket_id)
         found = await pricing_queries.discount_by_coupon(uow.conn, body.coupon.strip())
         if found is None:
-            raise ValidationFailed.one("coupon", domain.MSG_COUPON_INVALID)
+            raise ValidationFailed.one("coupon", pricing.MSG_COUPON_INVALID)
         conversion = await currencies.basket_conversion(uow.conn, settings_of(request).base_currency, basket)
         lines = views.pricing_lines(await queries.basket_lines(uow.conn, basket_id), conversion)
         terms = conversion.terms(views.discount_terms(found))
-        refusal = domain.coupon_refusal(terms, lines, basket["currency"], datetime.now(UTC))
+        refusal = pricing.coupon_refusal(terms, lines, basket["currency"], datetime.now(UTC))
         if refusal is not None:
             raise ValidationFailed.one("coupon", refusal)
         await pricing_queries.set_basket_coupon(uow.conn, basket_id, found["id"])

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from basket import domain
+from basket import domain, pricing
 from shared import money
 from shared.contracts import BasketSnapshot, BasketSnapshotLine, DiscountUse
 from shared.http import PaginationLinks, PaginationMeta, wire_timestamp
@@ -250,7 +250,7 @@ BasketOut.model_rebuild()
 # Rows to the wire
 
 
-def variant_view(row: Row, product: Row | None = None, conversion: domain.Conversion | None = None) -> VariantOut:
+def variant_view(row: Row, product: Row | None = None, conversion: pricing.Conversion | None = None) -> VariantOut:
     """The variant with its price in `conversion`'s currency (none: the catalogue's own)."""
     currency = conversion.currency if conversion is not None else row["currency"]
     price = conversion.price(row["price"]) if conversion is not None else row["price"]
@@ -283,7 +283,7 @@ def variant_view(row: Row, product: Row | None = None, conversion: domain.Conver
 
 
 def product_view(
-    row: Row, variants: Sequence[Row] | None = None, conversion: domain.Conversion | None = None
+    row: Row, variants: Sequence[Row] | None = None, conversion: pricing.Conversion | None = None
 ) -> ProductOut:
     product = ProductOut(
         id=row["id"],
@@ -313,16 +313,16 @@ def variant_rules(row: Row) -> domain.VariantRules:
 
 @dataclass(frozen=True)
 class PricedBasket:
-    lines: list[tuple[Row, domain.LineAmounts]]
-    totals: domain.Totals
+    lines: list[tuple[Row, pricing.LineAmounts]]
+    totals: pricing.Totals
     weight_grams: int
-    discounts: list[domain.AppliedDiscount]
+    discounts: list[pricing.AppliedDiscount]
     free_shipping: bool
 
 
-def discount_terms(row: Row) -> domain.DiscountTerms:
+def discount_terms(row: Row) -> pricing.DiscountTerms:
     """A row of `pricing_queries.DISCOUNT_COLUMNS` as pricing sees it."""
-    return domain.DiscountTerms(
+    return pricing.DiscountTerms(
         id=row["id"],
         name=row["name"],
         coupon=row["coupon"],
@@ -345,21 +345,21 @@ def discount_terms(row: Row) -> domain.DiscountTerms:
     )
 
 
-def pricing_lines(line_rows: Sequence[Row], conversion: domain.Conversion) -> list[domain.PricingLine]:
+def pricing_lines(line_rows: Sequence[Row], conversion: pricing.Conversion) -> list[pricing.PricingLine]:
     """The lines at their unit prices in `conversion`'s currency."""
     return [
-        domain.PricingLine(
+        pricing.PricingLine(
             row["id"], row["product_id"], conversion.price(row["price"]), row["line_quantity"], row["tax_rate_bp"]
         )
         for row in line_rows
     ]
 
 
-def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], conversion: domain.Conversion) -> PricedBasket:
+def price_lines(line_rows: Sequence[Row], discounts: Sequence[Row], conversion: pricing.Conversion) -> PricedBasket:
     """`line_rows` from `queries.basket_lines` (each line with its variant's columns), priced in
     `conversion`'s currency with the `discounts` that may apply (`pricing_queries.basket_discounts`) as
     they stand now."""
-    priced = domain.price_basket(
+    priced = pricing.price_basket(
         pricing_lines(line_rows, conversion),
         [conversion.terms(discount_terms(d)) for d in discounts],
         currency=conversion.currency,
@@ -376,7 +376,7 @@ def basket_view(
     line_rows: Sequence[Row],
     includes: set[str],
     discounts: Sequence[Row],
-    conversion: domain.Conversion,
+    conversion: pricing.Conversion,
 ) -> BasketOut:
     """The basket on the wire, its lines priced in `conversion`'s currency (the basket's own, or
     the one the request asked to see) with `discounts` (`pricing_queries.basket_discounts`)."""
@@ -427,7 +427,7 @@ def basket_view(
 
 
 def saved_basket_view(
-    basket_row: Row, line_rows: Sequence[Row], includes: set[str], conversion: domain.Conversion
+    basket_row: Row, line_rows: Sequence[Row], includes: set[str], conversion: pricing.Conversion
 ) -> SavedBasketOut:
     """A saved copy; its lines always (what else would a list of saved baskets show)."""
     # A copy takes no part in a checkout: it is shown at its list prices, without discounts.
@@ -468,7 +468,7 @@ def discount_view(row: Row) -> DiscountOut:
 
 
 def snapshot(
-    basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row], conversion: domain.Conversion
+    basket_row: Row, line_rows: Sequence[Row], discounts: Sequence[Row], conversion: pricing.Conversion
 ) -> BasketSnapshot:
     """What orders copies into its order lines: integer minor units, per-line weights in grams.
 

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from basket import domain
+from basket import pricing
 from basket.catalogue import _minor_units
 from basket.consumers import on_get_basket_snapshot
 from services.basket.tests.testkit import API, admin, create_variant, event_tap
@@ -21,7 +21,7 @@ from shared.http import ValidationFailed
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
-EUR = domain.Conversion("GBP", "EUR", Decimal("1.165"))
+EUR = pricing.Conversion("GBP", "EUR", Decimal("1.165"))
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 # ---------------------------------------------------------------------------------------------
@@ -65,11 +65,11 @@ def test_minor_units_come_from_iso_4217() -> None:
     assert money.is_currency("EUR") and not money.is_currency("eur") and not money.is_currency("ABC")
 
 
-def line(unit_price: int, quantity: int, tax_rate_bp: int = 2000, variant_id: str = "v1") -> domain.PricingLine:
-    return domain.PricingLine(variant_id, "p1", EUR.price(unit_price), quantity, tax_rate_bp)
+def line(unit_price: int, quantity: int, tax_rate_bp: int = 2000, variant_id: str = "v1") -> pricing.PricingLine:
+    return pricing.PricingLine(variant_id, "p1", EUR.price(unit_price), quantity, tax_rate_bp)
 
 
-def terms(**fields: Any) -> domain.DiscountTerms:
+def terms(**fields: Any) -> pricing.DiscountTerms:
     base: dict[str, Any] = dict(
         id="d1",
         name="Sale",
@@ -87,14 +87,14 @@ def terms(**fields: Any) -> domain.DiscountTerms:
         fixed_amount=None,
         free_shipping=False,
     )
-    return domain.DiscountTerms(**(base | fields))
+    return pricing.DiscountTerms(**(base | fields))
 
 
 def test_a_basket_in_euros_is_converted_per_unit_then_taxed_per_line() -> None:
     # 19.99 GBP is 23.29 EUR; three of them 69.87; 20% tax 13.974 -> 13.97 (floored per line).
-    priced = domain.price_basket([line(1999, 3), line(999, 1, 0, "v2")], [], currency="EUR", now=NOW)
+    priced = pricing.price_basket([line(1999, 3), line(999, 1, 0, "v2")], [], currency="EUR", now=NOW)
     assert [(a.unit_price, a.line_total, a.tax) for a in priced.lines] == [(2329, 6987, 1397), (1164, 1164, 0)]
-    assert priced.totals == domain.Totals(sub_total=8151, tax_total=1397, discount_total=0, total=9548)
+    assert priced.totals == pricing.Totals(sub_total=8151, tax_total=1397, discount_total=0, total=9548)
 
 
 def test_discounts_in_a_second_currency() -> None:
@@ -104,25 +104,25 @@ def test_discounts_in_a_second_currency() -> None:
     shipping = EUR.terms(terms(id="d3", free_shipping=True, coupon=None, min_basket=7000))  # 70 GBP = 81.55 EUR
     assert (fixed.fixed_amount, fixed.currency, shipping.min_basket) == (583, "EUR", 8155)
 
-    priced = domain.price_basket(lines, [percentage, fixed, shipping], currency="EUR", now=NOW)
+    priced = pricing.price_basket(lines, [percentage, fixed, shipping], currency="EUR", now=NOW)
     # 10% of 81.51 = 8.15, spread 6.99 / 1.16 (in proportion, largest remainder); then 5.83 off what
     # is left (62.88 and 10.48), 5.00 / 0.83. Tax is 20% of the first line's 57.88 left: 11.576 -> 11.57.
     assert [(d.id, d.amount) for d in priced.applied] == [("d1", 815), ("d2", 583)]
     assert [(a.discount, a.tax) for a in priced.lines] == [(699 + 500, 1157), (116 + 83, 0)]
-    assert priced.totals == domain.Totals(sub_total=8151, tax_total=1157, discount_total=1398, total=7910)
+    assert priced.totals == pricing.Totals(sub_total=8151, tax_total=1157, discount_total=1398, total=7910)
     assert not priced.free_shipping  # 81.51 EUR is below 70 GBP converted (81.55 EUR)
 
-    more = domain.price_basket([*lines, line(10, 1, 0, "v3")], [shipping], currency="EUR", now=NOW)
+    more = pricing.price_basket([*lines, line(10, 1, 0, "v3")], [shipping], currency="EUR", now=NOW)
     assert more.free_shipping  # 81.51 + 0.12 = 81.63 EUR
 
 
 def test_a_discount_set_in_another_currency_applies_only_in_it() -> None:
     dollars = terms(currency="USD", fixed_amount=500)
     assert EUR.terms(dollars) == dollars
-    refusal = domain.basket_refusal(dollars, [line(1999, 1)], "EUR", NOW)
-    assert refusal == domain.msg_wrong_currency(dollars)
+    refusal = pricing.basket_refusal(dollars, [line(1999, 1)], "EUR", NOW)
+    assert refusal == pricing.msg_wrong_currency(dollars)
     # In its base currency a conversion changes nothing.
-    assert domain.Conversion.none("GBP").terms(terms(fixed_amount=500)) == terms(fixed_amount=500)
+    assert pricing.Conversion.none("GBP").terms(terms(fixed_amount=500)) == terms(fixed_amount=500)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from basket import domain
-from basket.domain import DiscountTerms, PricingLine
+from basket import pricing
+from basket.pricing import DiscountTerms, PricingLine
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -42,17 +42,17 @@ def line(variant: str, unit_price: int, quantity: int = 1, rate_bp: int = 2000, 
     return PricingLine(variant, product, unit_price, quantity, rate_bp)
 
 
-def price(lines: list[PricingLine], *discounts: DiscountTerms, currency: str = "GBP") -> domain.PricedLines:
-    return domain.price_basket(lines, list(discounts), currency=currency, now=NOW)
+def price(lines: list[PricingLine], *discounts: DiscountTerms, currency: str = "GBP") -> pricing.PricedLines:
+    return pricing.price_basket(lines, list(discounts), currency=currency, now=NOW)
 
 
 def test_without_discounts_a_basket_is_priced_as_before() -> None:
     lines = [line("a", 99, 3), line("b", 799, 2, 0)]
     priced = price(lines)
-    assert priced.lines == [domain.price_line(99, 3, 2000), domain.price_line(799, 2, 0)]
+    assert priced.lines == [pricing.price_line(99, 3, 2000), pricing.price_line(799, 2, 0)]
     assert priced.applied == [] and not priced.free_shipping
-    assert priced.totals == domain.basket_totals(
-        domain.price_line(lne.unit_price, lne.quantity, lne.tax_rate_bp) for lne in lines
+    assert priced.totals == pricing.basket_totals(
+        pricing.price_line(lne.unit_price, lne.quantity, lne.tax_rate_bp) for lne in lines
     )
 
 
@@ -61,8 +61,8 @@ def test_a_percentage_is_taken_per_basket_rounded_half_up_and_tax_is_on_what_is_
     priced = price([line("a", 995)], terms(percentage_bp=1000))
     [amounts] = priced.lines
     assert (amounts.line_total, amounts.discount, amounts.tax) == (995, 100, 179)
-    assert priced.totals == domain.Totals(sub_total=995, tax_total=179, discount_total=100, total=995 - 100 + 179)
-    assert priced.applied == [domain.AppliedDiscount("d1", "Sale", "SALE", 100, False)]
+    assert priced.totals == pricing.Totals(sub_total=995, tax_total=179, discount_total=100, total=995 - 100 + 179)
+    assert priced.applied == [pricing.AppliedDiscount("d1", "Sale", "SALE", 100, False)]
 
 
 def test_a_percentage_is_spread_over_lines_in_proportion_and_adds_up() -> None:
@@ -87,7 +87,7 @@ def test_a_fixed_amount_is_spread_with_the_units_left_to_the_largest_remainders(
 def test_a_fixed_amount_larger_than_the_basket_takes_it_to_zero_never_below() -> None:
     priced = price([line("a", 250, 2), line("b", 100, 1, 0)], terms(fixed_amount=10_000))
     assert [(a.discount, a.tax) for a in priced.lines] == [(500, 0), (100, 0)]
-    assert priced.totals == domain.Totals(sub_total=600, tax_total=0, discount_total=600, total=0)
+    assert priced.totals == pricing.Totals(sub_total=600, tax_total=0, discount_total=600, total=0)
     assert priced.applied[0].amount == 600
 
 
@@ -99,7 +99,7 @@ def test_percentage_and_fixed_together_are_capped_at_the_lines() -> None:
 def test_free_shipping_alone_takes_nothing_off_the_goods() -> None:
     priced = price([line("a", 1000)], terms(free_shipping=True))
     assert priced.free_shipping and priced.totals.discount_total == 0
-    assert priced.applied == [domain.AppliedDiscount("d1", "Sale", "SALE", 0, True)]
+    assert priced.applied == [pricing.AppliedDiscount("d1", "Sale", "SALE", 0, True)]
 
 
 def test_only_the_eligible_lines_are_discounted() -> None:
@@ -115,7 +115,7 @@ def test_the_minimum_basket_is_the_sub_total_before_tax_and_discounts() -> None:
     lines = [line("a", 2500, 2)]
     assert price(lines, terms(percentage_bp=1000, min_basket=5000)).totals.discount_total == 500
     assert price(lines, terms(percentage_bp=1000, min_basket=5001)).applied == []
-    refusal = domain.basket_refusal(terms(percentage_bp=1000, min_basket=5001), lines, "GBP", NOW)
+    refusal = pricing.basket_refusal(terms(percentage_bp=1000, min_basket=5001), lines, "GBP", NOW)
     assert refusal == "The basket must come to at least 50.01 GBP before tax to use this coupon."
 
 
@@ -144,21 +144,21 @@ def test_the_period_start_is_inclusive_and_the_end_exclusive() -> None:
 )
 def test_why_a_coupon_cannot_be_applied(overrides: dict[str, object], message: str | None) -> None:
     coupon = terms(**{"percentage_bp": 1000, **overrides})
-    assert domain.coupon_refusal(coupon, [line("a", 1000)], "GBP", NOW) == message
+    assert pricing.coupon_refusal(coupon, [line("a", 1000)], "GBP", NOW) == message
 
 
 def test_a_use_is_refused_past_either_limit_and_the_per_email_limit_needs_an_email() -> None:
     coupon = terms(percentage_bp=1000, usage_limit=5, usage_limit_per_email=2, uses=3, reserved=1)
-    assert domain.use_refusal(coupon, NOW, uses_by_email=1) is None
-    assert domain.use_refusal(coupon, NOW, uses_by_email=2) == (
+    assert pricing.use_refusal(coupon, NOW, uses_by_email=1) is None
+    assert pricing.use_refusal(coupon, NOW, uses_by_email=2) == (
         "This coupon has already been used the maximum number of times with this email address."
     )
-    assert domain.use_refusal(coupon, NOW, uses_by_email=None) is not None
-    assert domain.use_refusal(replace(coupon, reserved=2), NOW, uses_by_email=0) == (
+    assert pricing.use_refusal(coupon, NOW, uses_by_email=None) is not None
+    assert pricing.use_refusal(replace(coupon, reserved=2), NOW, uses_by_email=0) == (
         "This coupon has reached its usage limit."
     )
     automatic = terms(coupon=None, percentage_bp=1000, end_at=NOW)
-    assert domain.use_refusal(automatic, NOW, uses_by_email=None) == "This discount has expired."
+    assert pricing.use_refusal(automatic, NOW, uses_by_email=None) == "This discount has expired."
 
 
 def test_discounts_apply_by_priority_on_what_is_left_and_stop_rules_ends_the_chain() -> None:
@@ -177,20 +177,20 @@ def test_discounts_apply_by_priority_on_what_is_left_and_stop_rules_ends_the_cha
 
 def test_minor_units_follow_the_currency() -> None:
     # JPY has no minor unit: amounts are whole yen, and the minimum is shown as such.
-    refusal = domain.basket_refusal(terms(currency="JPY", min_basket=5000), [line("a", 100)], "JPY", NOW)
+    refusal = pricing.basket_refusal(terms(currency="JPY", min_basket=5000), [line("a", 100)], "JPY", NOW)
     assert refusal == "The basket must come to at least 5000 JPY before tax to use this coupon."
 
 
 def test_email_keys_ignore_case_and_spaces_and_keep_no_address() -> None:
-    key = domain.email_key(" Ada@Example.com ")
-    assert key == domain.email_key("ada@example.com") and key is not None and "ada" not in key
-    assert domain.email_key(None) is None and domain.email_key("  ") is None
+    key = pricing.email_key(" Ada@Example.com ")
+    assert key == pricing.email_key("ada@example.com") and key is not None and "ada" not in key
+    assert pricing.email_key(None) is None and pricing.email_key("  ") is None
 
 
 @given(amount=st.integers(0, 10**7), weights=st.lists(st.integers(0, 10**6), min_size=1, max_size=8))
 def test_spread_adds_up_and_never_exceeds_a_weight(amount: int, weights: list[int]) -> None:
     amount = min(amount, sum(weights))
-    shares = domain.spread(amount, weights)
+    shares = pricing.spread(amount, weights)
     assert sum(shares) == amount
     assert all(0 <= share <= weight for share, weight in zip(shares, weights, strict=True))
     # In proportion, within one minor unit.
@@ -203,7 +203,7 @@ def test_spread_adds_up_and_never_exceeds_a_weight(amount: int, weights: list[in
 
 def test_spread_refuses_more_than_the_weights() -> None:
     with pytest.raises(ValueError):
-        domain.spread(11, [5, 5])
+        pricing.spread(11, [5, 5])
 
 
 lines_st = st.lists(
@@ -236,9 +236,9 @@ def test_any_discounts_keep_every_line_between_zero_and_its_total(
     lines: list[PricingLine], discounts: list[DiscountTerms]
 ) -> None:
     priced = price(lines, *discounts)
-    for pricing, amounts in zip(lines, priced.lines, strict=True):
+    for line, amounts in zip(lines, priced.lines, strict=True):
         assert 0 <= amounts.discount <= amounts.line_total
-        assert amounts.tax == (amounts.line_total - amounts.discount) * pricing.tax_rate_bp // 10_000
+        assert amounts.tax == (amounts.line_total - amounts.discount) * line.tax_rate_bp // 10_000
     totals = priced.totals
     assert totals.discount_total == sum(d.amount for d in priced.applied)
     assert totals.total == totals.sub_total - totals.discount_total + totals.tax_total >= 0

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from basket import domain
+from basket import domain, pricing
 from basket.domain import VariantRules
 
 
@@ -39,14 +39,14 @@ def rules(**overrides: object) -> VariantRules:
     ],
 )
 def test_price_line(unit_price: int, quantity: int, rate: int, line_total: int, tax: int, unit_tax: int) -> None:
-    line = domain.price_line(unit_price, quantity, rate)
+    line = pricing.price_line(unit_price, quantity, rate)
     assert (line.line_total, line.tax, line.unit_tax) == (line_total, tax, unit_tax)
 
 
 def test_basket_totals_sum_the_lines() -> None:
-    lines = [domain.price_line(99, 3, 2000), domain.price_line(799, 2, 0), domain.price_line(1, 1, 2000)]
-    assert domain.basket_totals(lines) == domain.Totals(sub_total=1896, tax_total=59, discount_total=0, total=1955)
-    assert domain.basket_totals([]) == domain.Totals(0, 0, 0, 0)
+    lines = [pricing.price_line(99, 3, 2000), pricing.price_line(799, 2, 0), pricing.price_line(1, 1, 2000)]
+    assert pricing.basket_totals(lines) == pricing.Totals(sub_total=1896, tax_total=59, discount_total=0, total=1955)
+    assert pricing.basket_totals([]) == pricing.Totals(0, 0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -135,14 +135,14 @@ def test_totals_follow_any_sequence_of_changes(
             basket[index] -= quantity
             if basket[index] <= 0:
                 del basket[index]
-        lines = [domain.price_line(catalogue[i][0], q, catalogue[i][1]) for i, q in basket.items()]
-        totals = domain.basket_totals(lines)
+        lines = [pricing.price_line(catalogue[i][0], q, catalogue[i][1]) for i, q in basket.items()]
+        totals = pricing.basket_totals(lines)
         assert totals.sub_total == sum(line.line_total for line in lines) >= 0
         assert totals.tax_total == sum(line.tax for line in lines) >= 0
         assert totals.total == totals.sub_total + totals.tax_total - totals.discount_total >= 0
         # Independently: each line's tax is its exact tax rounded down to the penny.
         for i, q in basket.items():
             exact = Decimal(catalogue[i][0] * q) * catalogue[i][1] / 10_000
-            line = domain.price_line(catalogue[i][0], q, catalogue[i][1])
+            line = pricing.price_line(catalogue[i][0], q, catalogue[i][1])
             assert line.tax == int(exact.quantize(Decimal(1), rounding=ROUND_DOWN))
             assert 0 <= exact - line.tax < 1
